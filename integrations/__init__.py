@@ -1,0 +1,1 @@
+"""Plugins for hyperparameter-tuning services (installed as ``lrtune.integrations``)."""

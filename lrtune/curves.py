@@ -1,0 +1,247 @@
+"""Observed loss curves: validation and the curve CSV format.
+
+A :class:`Curve` holds the logged steps, the loss at each, and the per-step LR array of
+the run (``lr[i]`` is used by update ``i + 1``; a loss at step ``s`` depends on
+``lr[:s]``).  Every constructor checks its input and raises ``ValueError`` naming the
+field, the bad value and what is allowed.
+
+CSV format: a header row; columns ``step``, ``lr``, ``loss`` in any order (extra columns
+ignored); an optional ``run`` column holds several runs in one file.  A row may leave
+``loss`` empty: rows with an LR and no loss are how a file gives the LR of every step
+from 1 to the last.  ``lr`` on a row with step ``s`` is the LR of update ``s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["Curve", "DivergedRunError", "read_curves", "write_curve_csv", "lr_for_steps"]
+
+
+class DivergedRunError(ValueError):
+    """The loss is NaN, infinite or not positive: the run diverged or the log is broken."""
+
+
+def _as_1d(name: str, values: Any, dtype: type) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a 1-d array of numbers") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-d, got shape {arr.shape}")
+    return arr
+
+
+def check_lr(lr: Any, *, name: str = "lr") -> np.ndarray:
+    """A validated float64 LR array: 1-d, non-empty, finite and >= 0."""
+    arr = _as_1d(name, lr, np.float64)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: give the LR of every step from 1 to the last")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} must be finite: {name}[{i}] (update {i + 1}) is {arr[i]}")
+    if (arr < 0).any():
+        i = int(np.argmax(arr < 0))
+        raise ValueError(f"{name} must be >= 0: {name}[{i}] (update {i + 1}) is {arr[i]}")
+    return arr
+
+
+def check_steps(steps: Any, *, name: str = "steps", last: int | None = None) -> np.ndarray:
+    """Validated int64 steps: integers >= 1, strictly increasing, at most ``last``."""
+    arr = _as_1d(name, steps, np.float64)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+        raise ValueError(f"{name} must be integers, got {arr[~(np.isfinite(arr) & (arr == np.round(arr)))][:3].tolist()}")
+    arr = arr.astype(np.int64)
+    if arr[0] < 1:
+        raise ValueError(f"{name} must be >= 1 (a loss at step s is measured after s updates), got {arr[0]}")
+    d = np.diff(arr)
+    if (d == 0).any():
+        raise ValueError(f"{name} has a duplicate step {arr[1:][d == 0][0]}")
+    if (d < 0).any():
+        i = int(np.argmax(d < 0))
+        raise ValueError(f"{name} must be sorted increasingly: step {arr[i + 1]} comes after {arr[i]}")
+    if last is not None and arr[-1] > last:
+        raise ValueError(f"{name} go up to {arr[-1]} but the LR is known only for steps 1..{last}")
+    return arr
+
+
+def check_loss(loss: Any, *, name: str = "loss") -> np.ndarray:
+    arr = _as_1d(name, loss, np.float64)
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DivergedRunError(
+            f"{name} must be finite and > 0 (a NaN, infinite or non-positive loss means a diverged "
+            f"run or a broken log): {name}[{i}] is {arr[i]}"
+        )
+    return arr
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Curve:
+    """One run: logged ``steps`` (ints >= 1, increasing), ``loss`` at those steps, and the
+    per-step ``lr`` of the whole run (at least ``steps[-1]`` long)."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    lr: np.ndarray
+    name: str = "run"
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lr = check_lr(self.lr, name=f"{self.name}: lr")
+        steps = check_steps(self.steps, name=f"{self.name}: steps", last=lr.size)
+        loss = check_loss(self.loss, name=f"{self.name}: loss")
+        if loss.size != steps.size:
+            raise ValueError(f"{self.name}: steps and loss have different lengths ({steps.size} and {loss.size})")
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "loss", loss)
+        object.__setattr__(self, "lr", lr)
+
+    @property
+    def peak_lr(self) -> float:
+        return float(self.lr.max())
+
+    @property
+    def horizon(self) -> int:
+        return int(self.lr.size)
+
+    def truncated(self, last_step: int) -> "Curve":
+        """The curve observed up to ``last_step`` (the LR array is kept whole)."""
+        keep = self.steps <= last_step
+        return dataclasses.replace(self, steps=self.steps[keep], loss=self.loss[keep])
+
+    def to_rows(self) -> list[tuple[int, float, float | None]]:
+        """(step, lr, loss or None) for every step 1..horizon."""
+        loss_at = dict(zip(self.steps.tolist(), self.loss.tolist()))
+        return [(s, float(self.lr[s - 1]), loss_at.get(s)) for s in range(1, self.lr.size + 1)]
+
+
+def lr_for_steps(lr: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an (lr array, steps) pair for prediction; steps default to the LR's length."""
+    arr = check_lr(lr)
+    st = check_steps(np.asarray([arr.size]) if steps is None else steps, last=arr.size)
+    return arr, st
+
+
+_REQUIRED = ("step", "lr", "loss")
+
+
+def _parse_float(text: str, what: str) -> float | None:
+    text = text.strip()
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{what}: not a number: {text!r}") from None
+
+
+def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -> list[Curve]:
+    """Read the curves of a CSV file (one per ``run`` value, in order of appearance).
+
+    ``schedule`` (a spec string or :class:`~lrtune.schedules.Schedule`) gives the LR when
+    the file does not; then the ``lr`` column may be missing or empty.
+    """
+    name = getattr(path, "name", None) or os.fspath(path)
+    if isinstance(path, io.TextIOBase):
+        text = path.read()
+    else:
+        if not os.path.exists(path):
+            raise ValueError(f"{name}: no such file")
+        with open(path, newline="") as f:
+            text = f.read()
+    if not text.strip():
+        raise ValueError(f"{name}: the file is empty (expected a header row with step, lr, loss)")
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader)]
+    needed = ("step", "loss") if schedule is not None else _REQUIRED
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}")
+    col = {c: header.index(c) for c in ("step", "lr", "loss", "run") if c in header}
+    runs: dict[str, list[tuple[int, float | None, float | None]]] = {}
+    for lineno, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < len(header):
+            raise ValueError(f"{name}, line {lineno}: {len(row)} fields, the header has {len(header)}")
+        where = f"{name}, line {lineno}"
+        step = _parse_float(row[col["step"]], f"{where}, step")
+        if step is None or not float(step).is_integer():
+            raise ValueError(f"{where}: step must be an integer, got {row[col['step']]!r}")
+        lr = _parse_float(row[col["lr"]], f"{where}, lr") if "lr" in col else None
+        loss = _parse_float(row[col["loss"]], f"{where}, loss")
+        run = row[col["run"]].strip() if "run" in col else os.path.splitext(os.path.basename(name))[0]
+        runs.setdefault(run, []).append((int(step), lr, loss))
+    if not runs:
+        raise ValueError(f"{name}: the file has a header but no rows")
+    return [_curve_from_rows(f"{name} (run {run})" if len(runs) > 1 else name, run, rows, schedule)
+            for run, rows in runs.items()]
+
+
+def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
+    steps = np.array([r[0] for r in rows], dtype=np.int64)
+    d = np.diff(steps)
+    if (d == 0).any():
+        raise ValueError(f"{where}: duplicate step {steps[1:][d == 0][0]}")
+    if (d < 0).any():
+        i = int(np.argmax(d < 0))
+        raise ValueError(f"{where}: steps must be sorted increasingly: step {steps[i + 1]} comes after {steps[i]}")
+    if steps[0] < 0:
+        raise ValueError(f"{where}: steps must be >= 0, got {steps[0]}")
+    with_loss = [(s, loss) for s, _, loss in rows if loss is not None and s >= 1]
+    if not with_loss:
+        raise ValueError(f"{where}: no row has a loss")
+    loss_steps = np.array([s for s, _ in with_loss], dtype=np.int64)
+    loss = np.array([v for _, v in with_loss])
+    if schedule is not None:
+        from lrtune.schedules import parse_schedule
+
+        lr = parse_schedule(schedule).lr()
+        if lr.size < loss_steps[-1]:
+            raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has a loss at step {loss_steps[-1]}")
+    else:
+        last = int(steps[-1])
+        lr = np.full(last, np.nan)
+        for s, v, _ in rows:
+            if v is not None and s >= 1:
+                lr[s - 1] = v
+        unknown = np.flatnonzero(np.isnan(lr))
+        if unknown.size:
+            first = unknown[:5] + 1
+            raise ValueError(
+                f"{where}: the LR is unknown for {unknown.size} of steps 1..{last} (first: "
+                f"{', '.join(map(str, first))}); add a row with the LR of every step (the loss may be "
+                f"empty) or pass --schedule SPEC"
+            )
+    return Curve(loss_steps, loss, lr, name=run)
+
+
+def write_curve_csv(curves: Sequence[Curve] | Curve, path: str | os.PathLike | io.TextIOBase) -> None:
+    """Write curves in the CSV format (every step with its LR; loss where observed)."""
+    if isinstance(curves, Curve):
+        curves = [curves]
+    f = path if isinstance(path, io.TextIOBase) else open(path, "w", newline="")
+    try:
+        w = csv.writer(f)
+        w.writerow(["run", "step", "lr", "loss"])
+        for c in curves:
+            for s, lr, loss in c.to_rows():
+                w.writerow([c.name, s, repr(lr), "" if loss is None else repr(loss)])
+    finally:
+        if f is not path:
+            f.close()
+
+
+def curves_summary(curves: Iterable[Curve]) -> str:
+    return ", ".join(f"{c.name} ({c.steps.size} points, {c.horizon} steps)" for c in curves)

@@ -1,0 +1,163 @@
+"""Real loss curves shipped with lrtune.
+
+``mpl``: the curves of Luo et al. (ICLR 2025, MIT licence, see ``mpl/LICENSE``): models of
+25M, 100M and 400M parameters trained under 9 schedules at peak LR 3e-4.  The source logs
+the loss at step ``s`` after using ``lrs[0..s]``; it is loaded here at lrtune step
+``s + 1`` (theory.md's convention) with ``lr = lrs``.
+
+>>> from lrtune.datasets import load_mpl, mpl_split
+>>> train, test = mpl_split("25M")
+>>> [c.name for c in train]
+['cosine_24000', 'constant_24000', 'wsdcon_9']
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from lrtune.curves import Curve
+
+__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "load_mpl", "load_schaipp", "mpl_runs", "mpl_split", "schaipp_runs"]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+MPL_MODELS = ("25M", "100M", "400M")
+MPL_SCHEDULES = (
+    "constant_24000", "constant_72000", "cosine_24000", "cosine_72000", "wsd_20000_24000",
+    "wsdld_20000_24000", "wsdcon_3", "wsdcon_9", "wsdcon_18",
+)
+#: lrtune schedule specs that reproduce each run's LR array.
+MPL_SPECS = {
+    "constant_24000": "constant:steps=24000,peak=0.0003,warmup=2160",
+    "constant_72000": "constant:steps=72000,peak=0.0003,warmup=2160",
+    "cosine_24000": "cosine:steps=24000,peak=0.0003,warmup=2160,min=0.1",
+    "cosine_72000": "cosine:steps=72000,peak=0.0003,warmup=2160,min=0.1",
+    "wsd_20000_24000": "wsd:steps=24000,peak=0.0003,warmup=2160,min=0.1,cooldown=0.16666666666666666,shape=exp",
+    "wsdld_20000_24000": "wsd:steps=24000,peak=0.0003,warmup=2160,min=0.1,cooldown=0.16666666666666666,shape=linear",
+    "wsdcon_3": "twostage:steps=16000,peak=0.0003,warmup=2160,switch=8000,factor=0.1",
+    "wsdcon_9": "twostage:steps=16000,peak=0.0003,warmup=2160,switch=8000,factor=0.3",
+    "wsdcon_18": "twostage:steps=16000,peak=0.0003,warmup=2160,switch=8000,factor=0.6",
+}
+MPL_TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
+MPL_TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18")
+MODEL_SIZES = {"25M": 25e6, "100M": 100e6, "400M": 400e6}
+
+
+@functools.lru_cache(maxsize=1)
+def _mpl_tables() -> tuple[dict, dict]:
+    points: dict[str, list] = defaultdict(list)
+    with gzip.open(os.path.join(_HERE, "mpl", "curves.csv.gz"), "rt") as f:
+        for row in csv.DictReader(f):
+            points[row["key"]].append((int(row["step"]), float(row["loss"])))
+    with np.load(os.path.join(_HERE, "mpl", "lr.npz")) as z:
+        lrs = {k: z[k].astype(np.float64) for k in z.files}
+    return dict(points), lrs
+
+
+def mpl_runs() -> list[dict]:
+    """The rows of ``mpl/runs.csv`` (model_size, schedule, peak_lr, ...)."""
+    with open(os.path.join(_HERE, "mpl", "runs.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_mpl(model: str = "25M", schedules: tuple[str, ...] | list[str] | None = None,
+             max_step: int | None = None) -> list[Curve]:
+    """Curves of one model size (``"25M"``, ``"100M"`` or ``"400M"``).
+
+    ``max_step`` drops losses after that lrtune step (the published split cuts 24000-step
+    curves to source steps < 24000).  ``Curve.meta`` holds ``model_size`` and ``spec``.
+    """
+    if model not in MPL_MODELS:
+        raise ValueError(f"model must be one of {', '.join(MPL_MODELS)}, got {model!r}")
+    schedules = list(MPL_SCHEDULES if schedules is None else schedules)
+    unknown = [s for s in schedules if s not in MPL_SCHEDULES]
+    if unknown:
+        raise ValueError(f"unknown MPL schedule(s) {unknown}; known: {', '.join(MPL_SCHEDULES)}")
+    points, lrs = _mpl_tables()
+    out = []
+    for sched in schedules:
+        key = f"{model}_{sched}"
+        pts = np.array(points[key])
+        steps = pts[:, 0].astype(np.int64) + 1
+        loss = pts[:, 1]
+        if max_step is not None:
+            keep = steps <= max_step
+            steps, loss = steps[keep], loss[keep]
+        out.append(Curve(steps, loss, lrs[key], name=sched,
+                         meta={"model_size": MODEL_SIZES[model], "spec": MPL_SPECS[sched], "model": model}))
+    return out
+
+
+def mpl_split(model: str = "25M") -> tuple[list[Curve], list[Curve]]:
+    """The published train/test split of the multi-power-law paper (theory.md).
+
+    Train: cosine_24000, constant_24000, wsdcon_9; test: constant_72000, cosine_72000,
+    wsd_20000_24000, wsdld_20000_24000, wsdcon_3, wsdcon_18.  24000-step curves end at
+    source steps < 24000 (lrtune steps <= 24000); the 72000-step test curves are whole.
+    """
+    train = load_mpl(model, MPL_TRAIN)
+    test = load_mpl(model, MPL_TEST)
+    return train, test
+
+
+# -- Schaipp et al. (ICML 2025): not bundled in the package (12 MB of LR arrays); the
+# repository keeps it in benchmarks/data/schaipp.  load_schaipp reads any copy of it.
+
+def _default_schaipp_root() -> str:
+    env = os.environ.get("LRTUNE_SCHAIPP_DATA")
+    if env:
+        return env
+    return os.path.join(os.path.dirname(os.path.dirname(_HERE)), "benchmarks", "data", "schaipp")
+
+
+@functools.lru_cache(maxsize=4)
+def _schaipp_tables(root: str) -> tuple[list[dict], dict, dict]:
+    if not os.path.isdir(root):
+        raise ValueError(f"{root}: no Schaipp data folder (set LRTUNE_SCHAIPP_DATA or pass root=)")
+    with open(os.path.join(root, "runs.csv"), newline="") as f:
+        runs = list(csv.DictReader(f))
+    val: dict[str, list] = defaultdict(list)
+    final: dict[str, float] = {}
+    with gzip.open(os.path.join(root, "curves.csv.gz"), "rt") as f:
+        for row in csv.DictReader(f):
+            if row["val_loss"]:
+                val[row["key"]].append((int(row["step"]), float(row["val_loss"])))
+    return runs, dict(val), final
+
+
+def schaipp_runs(root: str | None = None) -> list[dict]:
+    """The rows of the Schaipp ``runs.csv`` (schedule, decay_type, cooldown_frac, base_lr,
+    horizon, model_size, dataset, group, ...)."""
+    return _schaipp_tables(root or _default_schaipp_root())[0]
+
+
+def load_schaipp(keys: list[str] | None = None, root: str | None = None, **where: str) -> list[Curve]:
+    """Validation-loss curves of the Schaipp runs (every 200 steps, step 0 dropped).
+
+    Select runs by ``keys`` or by column values of ``runs.csv`` given as strings, e.g.
+    ``load_schaipp(n_embd="768", n_layer="12", group="main", schedule="wsd")``.
+    ``Curve.meta`` holds the run's row (``base_lr``, ``horizon``, ``cooldown_frac``, ...)
+    and ``model_size``.
+    """
+    root = root or _default_schaipp_root()
+    runs, val, _ = _schaipp_tables(root)
+    rows = [r for r in runs if (keys is None or r["key"] in keys)
+            and all(r.get(k) == str(v) for k, v in where.items())]
+    if keys is not None:
+        missing = set(keys) - {r["key"] for r in rows}
+        if missing:
+            raise ValueError(f"unknown Schaipp run key(s): {sorted(missing)[:3]}")
+    out = []
+    with np.load(os.path.join(root, "lr.npz")) as z:
+        for r in rows:
+            pts = np.array([p for p in val[r["key"]] if p[0] >= 1])
+            meta = dict(r)
+            meta["model_size"] = float(r["model_size"])
+            out.append(Curve(pts[:, 0].astype(np.int64), pts[:, 1], z[r["key"]].astype(np.float64),
+                             name=r["key"], meta=meta))
+    return out

@@ -1,0 +1,73 @@
+"""Torch interoperability, both ways.
+
+* :func:`to_lambda_lr` turns an lrtune schedule into a ``torch.optim.lr_scheduler.LambdaLR``
+  (call ``scheduler.step()`` after every ``optimizer.step()``).
+* :func:`lr_from_torch` returns the exact per-step LR array of any torch LR scheduler,
+  built by a factory on a dummy optimizer, so that ``transformers.get_wsd_schedule`` or
+  timm's WSD can be used without re-implementing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from lrtune.schedules._families import Schedule
+from lrtune.schedules._spec import parse_schedule
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - exercised only without torch
+        raise ImportError("this needs torch: pip install 'lrtune[torch]' (torch==2.13.0)") from e
+    return torch
+
+
+def to_lambda_lr(schedule: Schedule | str, optimizer: Any) -> Any:
+    """A ``LambdaLR`` that makes ``optimizer`` follow ``schedule`` exactly.
+
+    The optimizer's LR of every param group is set to the schedule's peak and the lambda
+    returns ``lr[i] / peak``; past the last step the LR stays at the last value.
+
+    Example::
+
+        opt = torch.optim.AdamW(model.parameters())
+        sched = to_lambda_lr("wsd:steps=1000,peak=1e-3,warmup=100,cooldown=0.2", opt)
+        for batch in batches:
+            loss(batch).backward(); opt.step(); opt.zero_grad(); sched.step()
+    """
+    torch = _torch()
+    schedule = parse_schedule(schedule)
+    factors = (schedule.lr() / schedule.peak).tolist()
+    last = len(factors) - 1
+    for group in optimizer.param_groups:
+        group["lr"] = schedule.peak
+        group.pop("initial_lr", None)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: factors[min(i, last)])
+
+
+def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.0) -> np.ndarray:
+    """The LR used by each of ``steps`` updates under the scheduler ``factory(optimizer)``.
+
+    ``factory`` receives a dummy SGD optimizer whose LR is ``base_lr`` and returns a
+    torch LR scheduler; it is stepped once per update, as in a training loop.
+    ``lr[i]`` is the LR of update ``i + 1`` (lrtune's convention).
+    """
+    torch = _torch()
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=base_lr)
+    sched = factory(opt)
+    out = np.empty(steps, dtype=np.float64)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()" etc.
+        for i in range(steps):
+            out[i] = opt.param_groups[0]["lr"]
+            opt.step()
+            sched.step()
+    return out
