@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Curve", "DivergedRunError", "read_curves", "write_curve_csv", "lr_for_steps"]
+__all__ = ["Curve", "DivergedRunError", "read_curves", "read_lr_csv", "write_curve_csv", "check_lr", "check_steps", "check_loss"]
 
 
 class DivergedRunError(ValueError):
@@ -126,16 +126,6 @@ class Curve:
         return [(s, float(self.lr[s - 1]), loss_at.get(s)) for s in range(1, self.lr.size + 1)]
 
 
-def lr_for_steps(lr: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Validate an (lr array, steps) pair for prediction; steps default to the LR's length."""
-    arr = check_lr(lr)
-    st = check_steps(np.asarray([arr.size]) if steps is None else steps, last=arr.size)
-    return arr, st
-
-
-_REQUIRED = ("step", "lr", "loss")
-
-
 def _parse_float(text: str, what: str) -> float | None:
     text = text.strip()
     if text == "":
@@ -146,30 +136,28 @@ def _parse_float(text: str, what: str) -> float | None:
         raise ValueError(f"{what}: not a number: {text!r}") from None
 
 
-def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -> list[Curve]:
-    """Read the curves of a CSV file (one per ``run`` value, in order of appearance).
-
-    ``schedule`` (a spec string or :class:`~lrtune.schedules.Schedule`) gives the LR when
-    the file does not; then the ``lr`` column may be missing or empty.
-    """
+def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...]) -> tuple[str, dict[str, list]]:
+    """Parse a curve CSV into {run: [(step, lr or None, loss or None), ...]}."""
     name = getattr(path, "name", None) or os.fspath(path)
     if isinstance(path, io.TextIOBase):
         text = path.read()
     else:
         if not os.path.exists(path):
             raise ValueError(f"{name}: no such file")
+        if os.path.isdir(path):
+            raise ValueError(f"{name}: is a folder, not a CSV file")
         with open(path, newline="") as f:
             text = f.read()
     if not text.strip():
         raise ValueError(f"{name}: the file is empty (expected a header row with step, lr, loss)")
     reader = csv.reader(io.StringIO(text))
     header = [h.strip().lower() for h in next(reader)]
-    needed = ("step", "loss") if schedule is not None else _REQUIRED
     missing = [c for c in needed if c not in header]
     if missing:
         raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}")
     col = {c: header.index(c) for c in ("step", "lr", "loss", "run") if c in header}
     runs: dict[str, list[tuple[int, float | None, float | None]]] = {}
+    default_run = os.path.splitext(os.path.basename(name))[0]
     for lineno, row in enumerate(reader, start=2):
         if not row or all(not c.strip() for c in row):
             continue
@@ -180,16 +168,41 @@ def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -
         if step is None or not float(step).is_integer():
             raise ValueError(f"{where}: step must be an integer, got {row[col['step']]!r}")
         lr = _parse_float(row[col["lr"]], f"{where}, lr") if "lr" in col else None
-        loss = _parse_float(row[col["loss"]], f"{where}, loss")
-        run = row[col["run"]].strip() if "run" in col else os.path.splitext(os.path.basename(name))[0]
+        loss = _parse_float(row[col["loss"]], f"{where}, loss") if "loss" in col else None
+        run = row[col["run"]].strip() if "run" in col else default_run
         runs.setdefault(run, []).append((int(step), lr, loss))
     if not runs:
         raise ValueError(f"{name}: the file has a header but no rows")
+    return name, runs
+
+
+def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -> list[Curve]:
+    """Read the curves of a CSV file (one per ``run`` value, in order of appearance).
+
+    ``schedule`` (a spec string or :class:`~lrtune.schedules.Schedule`) gives the LR when
+    the file does not; then the ``lr`` column may be missing or empty.
+    """
+    name, runs = _read_runs(path, ("step", "loss") if schedule is not None else ("step", "lr", "loss"))
+    for run, rows in runs.items():
+        if all(loss is None for _, _, loss in rows):
+            raise ValueError(f"{name}: no row of run {run!r} has a loss (is the loss column missing?)")
     return [_curve_from_rows(f"{name} (run {run})" if len(runs) > 1 else name, run, rows, schedule)
             for run, rows in runs.items()]
 
 
-def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
+def read_lr_csv(path: str | os.PathLike | io.TextIOBase) -> tuple[np.ndarray, np.ndarray | None]:
+    """The LR array of a one-run CSV and the steps that have a loss (None if no row has one)."""
+    name, runs = _read_runs(path, ("step", "lr"))
+    if len(runs) != 1:
+        raise ValueError(f"{name}: holds {len(runs)} runs ({', '.join(list(runs)[:3])}); give one run")
+    (run, rows), = runs.items()
+    steps = _check_row_steps(name, rows)
+    lr = _lr_from_rows(name, rows, int(steps[-1]))
+    with_loss = np.array([s for s, _, loss in rows if loss is not None and s >= 1], dtype=np.int64)
+    return lr, (with_loss if with_loss.size else None)
+
+
+def _check_row_steps(where: str, rows: list) -> np.ndarray:
     steps = np.array([r[0] for r in rows], dtype=np.int64)
     d = np.diff(steps)
     if (d == 0).any():
@@ -199,6 +212,27 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
         raise ValueError(f"{where}: steps must be sorted increasingly: step {steps[i + 1]} comes after {steps[i]}")
     if steps[0] < 0:
         raise ValueError(f"{where}: steps must be >= 0, got {steps[0]}")
+    return steps
+
+
+def _lr_from_rows(where: str, rows: list, last: int) -> np.ndarray:
+    lr = np.full(last, np.nan)
+    for s, v, _ in rows:
+        if v is not None and s >= 1:
+            lr[s - 1] = v
+    unknown = np.flatnonzero(np.isnan(lr))
+    if unknown.size:
+        first = unknown[:5] + 1
+        raise ValueError(
+            f"{where}: the LR is unknown for {unknown.size} of steps 1..{last} (first: "
+            f"{', '.join(map(str, first))}); add a row with the LR of every step (the loss may be "
+            f"empty) or pass --schedule SPEC"
+        )
+    return check_lr(lr, name=f"{where}: lr")
+
+
+def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
+    steps = _check_row_steps(where, rows)
     with_loss = [(s, loss) for s, _, loss in rows if loss is not None and s >= 1]
     if not with_loss:
         raise ValueError(f"{where}: no row has a loss")
@@ -211,19 +245,7 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
         if lr.size < loss_steps[-1]:
             raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has a loss at step {loss_steps[-1]}")
     else:
-        last = int(steps[-1])
-        lr = np.full(last, np.nan)
-        for s, v, _ in rows:
-            if v is not None and s >= 1:
-                lr[s - 1] = v
-        unknown = np.flatnonzero(np.isnan(lr))
-        if unknown.size:
-            first = unknown[:5] + 1
-            raise ValueError(
-                f"{where}: the LR is unknown for {unknown.size} of steps 1..{last} (first: "
-                f"{', '.join(map(str, first))}); add a row with the LR of every step (the loss may be "
-                f"empty) or pass --schedule SPEC"
-            )
+        lr = _lr_from_rows(where, rows, int(steps[-1]))
     return Curve(loss_steps, loss, lr, name=run)
 
 

@@ -1,0 +1,61 @@
+"""The ``lrtune`` command line: thin shells over the library.
+
+Each sub-command lives in its own module of this package with two functions,
+``add_parser(subparsers)`` (declare the arguments) and ``run(args) -> int``; the module is
+listed in :data:`COMMANDS`.  Any ``ValueError`` (or ``OSError``) raised by a command becomes
+one line on stderr starting with ``lrtune: error:`` and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+#: sub-command name -> module (relative to this package) that implements it
+COMMANDS: dict[str, str] = {
+    "fit": "._fit",
+    "predict": "._predict",
+    "plot": "._plot",
+    "demo": "._demo",
+}
+# further commands register here when their modules exist
+for _name, _mod in (("suggest", "._suggest"), ("transfer", "._transfer"), ("runs", "._runs")):
+    if importlib.util.find_spec(_mod, __name__) is not None:
+        COMMANDS[_name] = _mod
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line, exit 2
+        self.exit(2, f"lrtune: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lrtune import __version__
+
+    parser = _Parser(prog="lrtune", description="Predict loss curves from learning-rate schedules.")
+    parser.add_argument("--version", action="version", version=f"lrtune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, mod in COMMANDS.items():
+        importlib.import_module(mod, __name__).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, OSError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"lrtune: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("lrtune: error: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from lrtune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""Helpers shared by the sub-commands (argument parsing and reading curves)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from typing import Sequence
+
+import numpy as np
+
+from lrtune.curves import Curve, read_curves
+
+
+def parse_steps(text: str | None) -> np.ndarray | None:
+    """``"100,200,300"`` -> array of ints (None when not given)."""
+    if text is None:
+        return None
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+        if any(float(v) != int(float(v)) for v in text.split(",") if v.strip()):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--steps must be integers separated by commas, got {text!r}") from None
+    if not values:
+        raise ValueError("--steps is empty")
+    return np.asarray(values, dtype=np.int64)
+
+
+def load_curves(items: Sequence[str], schedule: str | None = None, db: str | None = None) -> list[Curve]:
+    """Curves from CSV files (or from the run store by name, when lrtune.store exists)."""
+    if importlib.util.find_spec("lrtune.store") is not None:
+        from lrtune.store import resolve_curves
+
+        return resolve_curves(list(items), db=db, schedule=schedule)
+    curves: list[Curve] = []
+    for path in items:
+        curves.extend(read_curves(path, schedule=schedule))
+    return curves
+
+
+def add_curve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("curves", nargs="+", metavar="CURVE",
+                   help="curve CSV files (columns step, lr, loss; optional run) or stored run names")
+    p.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
+    p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
+
+
+def add_law_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--law", choices=("momentum", "multipower"), default="momentum",
+                   help="which law to fit (default: momentum)")

@@ -1,0 +1,60 @@
+"""``lrtune predict``: the loss a fitted law predicts for a schedule, with its band."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from lrtune.cli._common import parse_steps
+from lrtune.curves import read_lr_csv
+from lrtune.laws import load_law
+from lrtune.schedules import parse_schedule
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict the loss curve of a schedule from a fit",
+                       description="Predict the loss (with a band) of a schedule given as an LR CSV or a spec.")
+    p.add_argument("fit", metavar="FIT.json", help="a fit written by 'lrtune fit -o'")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--lr-csv", metavar="FILE.csv", help="CSV with the LR of every step (columns step, lr)")
+    src.add_argument("--schedule", metavar="SPEC", help="schedule spec, e.g. wsd:steps=24000,peak=3e-4,cooldown=0.2")
+    p.add_argument("--steps", metavar="S1,S2,...",
+                   help="steps to predict at (default: the steps of --lr-csv that have a loss, "
+                        "else 100 evenly spaced steps ending at the last step)")
+    p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
+    p.add_argument("--model-size", type=float, help="parameters of the model (laws fitted across sizes)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(run=run)
+
+
+def predict_targets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """(lr array, steps) from --lr-csv/--schedule and --steps."""
+    steps = parse_steps(args.steps)
+    if args.lr_csv:
+        lr, loss_steps = read_lr_csv(args.lr_csv)
+        if steps is None:
+            steps = loss_steps
+    else:
+        lr = parse_schedule(args.schedule).lr()
+    if steps is None:
+        steps = np.unique(np.linspace(lr.size / 100, lr.size, 100).round().astype(np.int64).clip(1))
+    return lr, steps
+
+
+def run(args: argparse.Namespace) -> int:
+    law = load_law(args.fit)
+    lr, steps = predict_targets(args)
+    pred = law.predict_interval(lr, steps, level=args.level, model_size=args.model_size)
+    if args.format == "json":
+        print(json.dumps(pred.to_dict()))
+    elif args.format == "csv":
+        print("step,loss,lower,upper")
+        for row in zip(pred.steps, pred.loss, pred.lower, pred.upper):
+            print(f"{row[0]},{row[1]!r},{row[2]!r},{row[3]!r}")
+    else:
+        print(f"{'step':>8} {'loss':>9} {'lower':>9} {'upper':>9}   ({int(100 * args.level)} % band, law {law.name})")
+        for s, l, lo, hi in zip(pred.steps, pred.loss, pred.lower, pred.upper):
+            print(f"{s:>8} {l:>9.4f} {lo:>9.4f} {hi:>9.4f}")
+    return 0

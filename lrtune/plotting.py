@@ -1,0 +1,62 @@
+"""Figures: observed and predicted loss curves with their bands, the LR underneath."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from lrtune.curves import Curve
+from lrtune.laws import Law
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
+                     schedules: Sequence[tuple[str, np.ndarray]] = (), level: float = 0.9,
+                     title: str | None = None, n_points: int = 200) -> str:
+    """Write a PNG: top, observed curves (dots) and the law's prediction with its band
+    for every curve and extra schedule; bottom, their LR schedules.
+
+    ``schedules`` are (label, lr array) pairs predicted without observations.
+    """
+    if not curves and not schedules:
+        raise ValueError("nothing to plot: give curves or schedules")
+    plt = _pyplot()
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
+    items = [(c.name, c.lr, c) for c in curves] + [(label, np.asarray(lr, float), None) for label, lr in schedules]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    lo_y, hi_y = np.inf, -np.inf
+    for i, (label, lr, curve) in enumerate(items):
+        color = colors[i % len(colors)]
+        first = int(curve.steps[0]) if curve is not None else max(1, lr.size // 50)
+        steps = np.unique(np.linspace(first, lr.size, n_points).round().astype(np.int64))
+        pred = law.predict_interval(lr, steps, level=level, model_size=None if curve is None else curve.meta.get("model_size"))
+        ax.plot(steps, pred.loss, color=color, label=f"{label} (predicted)")
+        ax.fill_between(steps, pred.lower, pred.upper, color=color, alpha=0.2, linewidth=0)
+        lo_y, hi_y = min(lo_y, pred.lower.min()), max(hi_y, np.percentile(pred.upper, 90))
+        if curve is not None:
+            ax.plot(curve.steps, curve.loss, ".", color=color, markersize=2.5, label=f"{label} (observed)")
+            lo_y = min(lo_y, curve.loss.min())
+        ax_lr.plot(np.arange(1, lr.size + 1), lr, color=color)
+    pad = 0.05 * (hi_y - lo_y)
+    ax.set_ylim(lo_y - pad, hi_y + pad)
+    ax.set_ylabel("loss")
+    ax.set_title(title or f"{law.name} law: prediction with {int(round(100 * level))} % band")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,151 @@
+"""Curves and the curve CSV: real curves round-trip, every bad input gets a clear error."""
+
+import io
+
+import numpy as np
+import pytest
+
+from lrtune.curves import Curve, DivergedRunError, read_curves, read_lr_csv, write_curve_csv
+from lrtune.datasets import load_mpl
+
+
+@pytest.fixture(scope="module")
+def wsdcon():
+    return load_mpl("25M", ["wsdcon_9"])[0]
+
+
+def _csv(curve: Curve) -> str:
+    buf = io.StringIO()
+    write_curve_csv(curve, buf)
+    return buf.getvalue()
+
+
+def _lines(curve):
+    return _csv(curve).splitlines()
+
+
+def test_real_curve_round_trips_through_csv_exactly(wsdcon, tmp_path):
+    path = tmp_path / "wsdcon.csv"
+    write_curve_csv(wsdcon, path)
+    (back,) = read_curves(path)
+    assert np.array_equal(back.steps, wsdcon.steps)
+    assert np.array_equal(back.loss, wsdcon.loss)
+    assert np.array_equal(back.lr, wsdcon.lr)
+    assert back.lr.size == 16000 and back.loss.size == wsdcon.loss.size
+
+
+def test_columns_in_any_order_and_extra_columns_are_ignored(wsdcon, tmp_path):
+    rows = [r.split(",") for r in _lines(wsdcon)]
+    header = ["loss", "note", "lr", "step"]
+    out = [",".join(header)] + [",".join([r[3], "x", r[2], r[1]]) for r in rows[1:]]
+    path = tmp_path / "shuffled.csv"
+    path.write_text("\n".join(out) + "\n")
+    (back,) = read_curves(path)
+    assert np.array_equal(back.loss, wsdcon.loss) and np.array_equal(back.lr, wsdcon.lr)
+
+
+def test_run_column_holds_several_runs(tmp_path):
+    curves = load_mpl("25M", ["wsdcon_3", "wsdcon_18"])
+    path = tmp_path / "two.csv"
+    write_curve_csv(curves, path)
+    back = read_curves(path)
+    assert [c.name for c in back] == ["wsdcon_3", "wsdcon_18"]
+    assert back[0].lr[9000] == pytest.approx(3e-5) and back[1].lr[9000] == pytest.approx(1.8e-4)
+
+
+def test_schedule_gives_the_lr_when_the_file_has_none(wsdcon, tmp_path):
+    path = tmp_path / "loss_only.csv"
+    path.write_text("step,loss\n" + "".join(f"{s},{v}\n" for s, v in zip(wsdcon.steps, wsdcon.loss)))
+    with pytest.raises(ValueError, match="missing column"):
+        read_curves(path)
+    (back,) = read_curves(path, schedule=wsdcon.meta["spec"])
+    assert np.max(np.abs(back.lr - wsdcon.lr) / wsdcon.lr.clip(1e-12)) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda L: L[:1] + [L[1].rsplit(",", 1)[0] + ",nan"] + L[2:], None),
+        (lambda L: [L[0]] + L[2:], "LR is unknown for 1 of steps"),
+        (lambda L: [L[0], L[2], L[1]] + L[3:], "sorted"),
+        (lambda L: [L[0], L[1], L[1]] + L[2:], "duplicate step"),
+        (lambda L: [], "empty"),
+        (lambda L: [L[0].replace("lr", "rate")] + L[1:], "missing column.*lr"),
+        (lambda L: [L[0]], "no rows"),
+        (lambda L: [L[0]] + [L[1].replace("wsdcon_9,1,", "wsdcon_9,1,abc")] + L[2:], "not a number"),
+    ],
+    ids=["loss-nan-in-lr-only-row", "lr-missing", "unsorted", "duplicate", "empty", "missing-column", "no-rows", "not-a-number"],
+)
+def test_bad_csv_is_refused_with_a_clear_message(wsdcon, tmp_path, corrupt, message):
+    lines = corrupt(_lines(wsdcon))
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    if message is None:  # a NaN 'loss' on a row of step 1 (LR-only rows are fine, a NaN loss is not)
+        with pytest.raises(DivergedRunError, match="nan"):
+            read_curves(path)
+        return
+    with pytest.raises(ValueError, match=message):
+        read_curves(path)
+
+
+def _with_loss_at(lines, step, value):
+    out = []
+    for line in lines:
+        parts = line.split(",")
+        if parts[1] == str(step):
+            parts[3] = value
+        out.append(",".join(parts))
+    return out
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1.5"])
+def test_non_finite_or_non_positive_loss_is_a_diverged_run(wsdcon, tmp_path, value):
+    step = int(wsdcon.steps[10])
+    path = tmp_path / "diverged.csv"
+    path.write_text("\n".join(_with_loss_at(_lines(wsdcon), step, value)) + "\n")
+    with pytest.raises(DivergedRunError, match=r"loss must be finite and > 0"):
+        read_curves(path)
+
+
+def test_negative_lr_is_refused_naming_the_update(wsdcon, tmp_path):
+    lines = _lines(wsdcon)
+    parts = lines[5].split(",")
+    parts[2] = "-0.001"
+    lines[5] = ",".join(parts)
+    path = tmp_path / "neg.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"lr must be >= 0: .*update 5\) is -0.001"):
+        read_curves(path)
+
+
+def test_api_rejects_each_bad_input_naming_the_field(wsdcon):
+    s, l, lr = wsdcon.steps, wsdcon.loss, wsdcon.lr
+    with pytest.raises(DivergedRunError, match="loss"):
+        Curve(s, np.where(np.arange(s.size) == 3, np.nan, l), lr)
+    with pytest.raises(DivergedRunError, match="loss"):
+        Curve(s, np.where(np.arange(s.size) == 3, np.inf, l), lr)
+    with pytest.raises(DivergedRunError, match="loss"):
+        Curve(s, np.where(np.arange(s.size) == 3, 0.0, l), lr)
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        Curve(s, l, np.where(np.arange(lr.size) == 7, -1e-4, lr))
+    with pytest.raises(ValueError, match="LR is known only for steps 1..14000"):
+        Curve(s, l, lr[:14000])
+    with pytest.raises(ValueError, match="sorted"):
+        Curve(s[::-1], l[::-1], lr)
+    with pytest.raises(ValueError, match="duplicate step"):
+        Curve(np.r_[s[:1], s], np.r_[l[:1], l], lr)
+    with pytest.raises(ValueError, match="different lengths"):
+        Curve(s, l[:-1], lr)
+    with pytest.raises(ValueError, match="lr is empty"):
+        Curve(s, l, [])
+    with pytest.raises(ValueError, match="steps is empty"):
+        Curve([], [], lr)
+    with pytest.raises(ValueError, match=">= 1"):
+        Curve(np.r_[0, s], np.r_[5.0, l], lr)
+
+
+def test_lr_csv_without_losses_gives_the_lr_array(wsdcon, tmp_path):
+    path = tmp_path / "lr.csv"
+    path.write_text("step,lr\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(wsdcon.lr.tolist())))
+    lr, steps = read_lr_csv(path)
+    assert steps is None and np.array_equal(lr, wsdcon.lr)
