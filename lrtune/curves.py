@@ -138,7 +138,10 @@ def _parse_float(text: str, what: str) -> float | None:
 
 def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...]) -> tuple[str, dict[str, list]]:
     """Parse a curve CSV into {run: [(step, lr or None, loss or None), ...]}."""
-    name = getattr(path, "name", None) or os.fspath(path)
+    if isinstance(path, io.TextIOBase):
+        name = getattr(path, "name", None) or "<stream>"
+    else:
+        name = os.fspath(path)
     if isinstance(path, io.TextIOBase):
         text = path.read()
     else:

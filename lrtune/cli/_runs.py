@@ -1,0 +1,102 @@
+"""``lrtune runs``: import curve CSVs into the run store, list, export and delete runs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from lrtune.curves import Curve, read_curves, write_curve_csv
+from lrtune.store import Store, StoreNotFoundError
+
+_DB_HELP = "run store: SQLAlchemy URL or SQLite file (default $LRTUNE_DB, else the user data dir)"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("runs", help="keep runs in the run store: import, list, export, delete",
+                       description="The run store keeps observed curves (and fits) in a database; "
+                                   "other commands accept a stored run's name wherever they take a CSV.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    imp = actions.add_parser("import", help="store the runs of curve CSV files",
+                             description="Store one run per CSV run (the run column) or file (its stem).")
+    imp.add_argument("files", nargs="+", metavar="FILE", help="curve CSV files (columns step, lr, loss; optional run)")
+    imp.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
+    imp.add_argument("--name", help="name of the run (only when the files hold a single run)")
+    imp.add_argument("--replace", action="store_true", help="overwrite stored runs of the same name")
+
+    ls = actions.add_parser("list", help="list the stored runs")
+    ls.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
+
+    ex = actions.add_parser("export", help="write stored runs as a curve CSV")
+    ex.add_argument("names", nargs="+", metavar="NAME", help="stored run names")
+    ex.add_argument("-o", "--output", metavar="FILE.csv", help="output file (default: standard output)")
+
+    rm = actions.add_parser("delete", help="delete stored runs (all or none)")
+    rm.add_argument("names", nargs="+", metavar="NAME", help="stored run names")
+
+    for q in (imp, ls, ex, rm):
+        q.add_argument("--db", metavar="URL", help=_DB_HELP)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _ACTIONS[args.action](args)
+
+
+def _import(args: argparse.Namespace) -> int:
+    curves: list[Curve] = []
+    for path in args.files:
+        curves.extend(read_curves(path, schedule=args.schedule))
+    if args.name is not None:
+        if len(curves) != 1:
+            raise ValueError(f"--name needs exactly one run, the files hold {len(curves)}: "
+                             f"{', '.join(c.name for c in curves)}")
+        curves = [dataclasses.replace(curves[0], name=args.name)]
+    with Store(args.db) as store:
+        store.add_curves(curves, schedule=args.schedule, replace=args.replace)
+        print(f"stored {len(curves)} run(s) in {store}: "
+              + ", ".join(f"{c.name} ({c.steps.size} points, {c.horizon} steps)" for c in curves))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    try:
+        store = Store(args.db, create=False)
+    except StoreNotFoundError as e:
+        runs, where = [], e.url
+    else:
+        with store:
+            runs, where = store.list_runs(), str(store)
+    if args.format == "json":
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return 0
+    if not runs:
+        print(f"no runs stored in {where}", file=sys.stderr)
+        return 0
+    width = max(4, *(len(r.name) for r in runs))
+    print(f"{'name':<{width}}  {'points':>6}  {'horizon':>8}  {'peak_lr':>10}  schedule")
+    for r in runs:
+        print(f"{r.name:<{width}}  {r.points:>6}  {r.horizon:>8}  {r.peak_lr:>10.4g}  {r.schedule or '-'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    with Store(args.db, create=False) as store:
+        curves = store.get_curves(args.names)
+    write_curve_csv(curves, args.output if args.output else sys.stdout)
+    if args.output:
+        print(f"wrote {len(curves)} run(s) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with Store(args.db, create=False) as store:
+        store.delete_run(args.names)
+        print(f"deleted {', '.join(args.names)} from {store}")
+    return 0
+
+
+_ACTIONS = {"import": _import, "list": _list, "export": _export, "delete": _delete}
