@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +25,34 @@ from lrtune.schedules import _pieces as P
 def _check(cond: bool, family: str, key: str, value: object, allowed: str) -> None:
     if not cond:
         raise ValueError(f"{family}: {key} must be {allowed}, got {value!r}")
+
+
+def _coerce(kind: str, value: object) -> object:
+    """Plain Python values for the dataclass fields, so that equality, hashing and
+    :meth:`Schedule.spec` do not depend on whether a value came as a numpy scalar, a
+    list or an integral float.  Values that do not fit are left for the checks to reject."""
+    if isinstance(value, bool):
+        return value
+    if kind == "int":
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, numbers.Real):
+            return float(value)
+    elif kind.startswith("tuple[") and isinstance(value, (list, tuple, np.ndarray)):
+        item = "int" if kind.startswith("tuple[int") else "float"
+        return tuple(_coerce(item, v) for v in value)
+    return value
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,16 +66,18 @@ class Schedule:
     start: float = 0.0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, _coerce(str(field.type), getattr(self, field.name)))
         f = self.family
-        _check(isinstance(self.steps, (int, np.integer)) and self.steps >= 1, f, "steps", self.steps, "an integer >= 1")
-        _check(math.isfinite(self.peak) and self.peak > 0, f, "peak", self.peak, "a finite number > 0")
+        _check(_is_int(self.steps) and self.steps >= 1, f, "steps", self.steps, "an integer >= 1")
+        _check(_is_real(self.peak) and self.peak > 0, f, "peak", self.peak, "a finite number > 0")
         _check(
-            isinstance(self.warmup, (int, np.integer)) and 0 <= self.warmup < self.steps,
+            _is_int(self.warmup) and 0 <= self.warmup < self.steps,
             f, "warmup", self.warmup, f"an integer in [0, steps={self.steps})",
         )
-        _check(math.isfinite(self.start) and 0 <= self.start <= 1, f, "start", self.start, "in [0, 1]")
+        _check(_is_real(self.start) and 0 <= self.start <= 1, f, "start", self.start, "a number in [0, 1]")
         if hasattr(self, "min"):
-            _check(math.isfinite(self.min) and 0 <= self.min <= 1, f, "min", self.min, "in [0, 1]")
+            _check(_is_real(self.min) and 0 <= self.min <= 1, f, "min", self.min, "a number in [0, 1]")
         self._validate()
 
     def _validate(self) -> None:  # family-specific checks
@@ -121,7 +152,12 @@ class Linear(Schedule):
 class WSD(Schedule):
     """Warmup-stable-decay: constant at ``peak``, then a cooldown over the last
     ``cooldown`` fraction of all steps with ``shape`` (linear, 1-sqrt, cosine, exp)
-    down to ``min * peak``."""
+    down to ``min * peak``.
+
+    The cooldown has ``round(cooldown * steps)`` steps and starts at index
+    ``steps - round(cooldown * steps)``, at ``peak``.  It may start at the last warmup
+    step (``warmup - 1``, also at ``peak``), so a WSD without a stable phase is allowed.
+    """
 
     family: ClassVar[str] = "wsd"
     min: float = 0.0
@@ -129,38 +165,44 @@ class WSD(Schedule):
     shape: str = "linear"
 
     def _validate(self) -> None:
-        _check(0 <= self.cooldown <= 1, "wsd", "cooldown", self.cooldown, "a fraction in [0, 1]")
+        _check(_is_real(self.cooldown) and 0 <= self.cooldown <= 1, "wsd", "cooldown", self.cooldown, "a fraction in [0, 1]")
         _check(self.shape in P.DECAY_SHAPES, "wsd", "shape", self.shape, "one of " + ", ".join(P.DECAY_SHAPES))
         _check(self.shape != "exp" or self.min > 0, "wsd", "min", self.min, "> 0 with shape=exp")
+        longest = self.steps - max(self.warmup - 1, 0)
         _check(
-            self.cooldown_steps <= self.steps - self.warmup, "wsd", "cooldown", self.cooldown,
-            "short enough to start after the warmup",
+            self.cooldown_steps <= longest, "wsd", "cooldown", self.cooldown,
+            f"short enough to start at or after the last warmup step (round(cooldown * steps) <= {longest})",
         )
 
     @property
     def cooldown_steps(self) -> int:
+        """Number of cooldown steps, ``round(cooldown * steps)``."""
         return int(round(self.cooldown * self.steps))
 
     def _body(self, n: int) -> np.ndarray:
         k = self.cooldown_steps
-        return P.join([P.constant(n - k, self.peak), P.decay(k, self.peak, self.shape, self.min)])
+        skip = max(self.warmup - (self.steps - k), 0)  # 1 when the cooldown starts at the last warmup step
+        return P.join([P.constant(n - k + skip, self.peak), P.decay(k, self.peak, self.shape, self.min)[skip:]])
 
 
 @dataclasses.dataclass(frozen=True)
 class Step(Schedule):
     """Piecewise constant: ``peak * factors[j]`` from step ``milestones[j]`` on
-    (milestones are optimizer steps, i.e. ``lr[i]`` for ``i >= milestone``)."""
+    (``lr[i] = peak * factors[j]`` for ``i >= milestones[j]``, i.e. from update
+    ``milestones[j] + 1``, as torch's ``MultiStepLR``; factors are absolute, not cumulative)."""
 
     family: ClassVar[str] = "step"
     milestones: tuple[int, ...] = ()
     factors: tuple[float, ...] = ()
 
     def _validate(self) -> None:
-        m, fs = tuple(self.milestones), tuple(self.factors)
+        m, fs = self.milestones, self.factors
+        _check(isinstance(m, tuple) and all(_is_int(a) for a in m), "step", "milestones", m, "integers")
+        _check(isinstance(fs, tuple) and all(_is_real(f) and f > 0 for f in fs), "step", "factors", fs, "finite numbers > 0")
         _check(len(m) == len(fs), "step", "factors", fs, f"as many values as milestones ({len(m)})")
-        _check(all(self.warmup <= a < self.steps for a in m), "step", "milestones", m, "steps in [warmup, steps)")
+        _check(all(self.warmup <= a < self.steps for a in m), "step", "milestones", m,
+               f"steps in [warmup={self.warmup}, steps={self.steps})")
         _check(all(a < b for a, b in zip(m, m[1:])), "step", "milestones", m, "strictly increasing")
-        _check(all(math.isfinite(f) and f > 0 for f in fs), "step", "factors", fs, "finite numbers > 0")
 
     def _body(self, n: int) -> np.ndarray:
         i = np.arange(self.warmup, self.steps)
@@ -172,7 +214,12 @@ class Step(Schedule):
 @dataclasses.dataclass(frozen=True)
 class Cyclic(Schedule):
     """Cyclic cosine (SGDR without growth): ``cycles`` equal cosine decays from ``peak``
-    to ``min * peak`` after the warmup, each restarting at ``peak``."""
+    to ``min * peak`` after the warmup, each restarting at ``peak``.
+
+    The ``steps - warmup`` steps after the warmup are split at
+    ``warmup + round(j * (steps - warmup) / cycles)``; without warmup and with ``steps``
+    a multiple of ``cycles`` this is torch's ``CosineAnnealingWarmRestarts(T_0=steps // cycles)``.
+    """
 
     family: ClassVar[str] = "cyclic"
     min: float = 0.0
@@ -180,8 +227,8 @@ class Cyclic(Schedule):
 
     def _validate(self) -> None:
         _check(
-            isinstance(self.cycles, (int, np.integer)) and 1 <= self.cycles <= self.steps - self.warmup,
-            "cyclic", "cycles", self.cycles, "an integer in [1, steps - warmup]",
+            _is_int(self.cycles) and 1 <= self.cycles <= self.steps - self.warmup,
+            "cyclic", "cycles", self.cycles, f"an integer in [1, steps - warmup = {self.steps - self.warmup}]",
         )
 
     def _body(self, n: int) -> np.ndarray:
@@ -193,7 +240,12 @@ class Cyclic(Schedule):
 class Rewarm(Schedule):
     """Continual pre-training: cosine decay from ``peak`` to ``min * peak`` until step
     ``at``, linear re-warm to ``peak2`` over ``rewarm`` steps, cosine decay from ``peak2``
-    to ``min * peak`` until ``steps``."""
+    to ``min * peak`` until ``steps``.
+
+    ``lr[at]`` is the floor ``min * peak`` (the first decay stops one step short of it);
+    the re-warm climbs from there and ``lr[at + rewarm] = peak2``.  With ``rewarm=0`` the
+    LR jumps to ``peak2`` at ``at``.  ``peak2`` may be above ``peak`` but not below the floor.
+    """
 
     family: ClassVar[str] = "rewarm"
     min: float = 0.0
@@ -202,14 +254,17 @@ class Rewarm(Schedule):
     peak2: float = 0.0
 
     def _validate(self) -> None:
-        _check(self.warmup < self.at < self.steps, "rewarm", "at", self.at, "a step in (warmup, steps)")
-        _check(0 <= self.rewarm < self.steps - self.at, "rewarm", "rewarm", self.rewarm, "in [0, steps - at)")
-        _check(math.isfinite(self.peak2) and self.peak2 > 0, "rewarm", "peak2", self.peak2, "a finite number > 0")
+        _check(_is_int(self.at) and self.warmup < self.at < self.steps, "rewarm", "at", self.at,
+               f"a step in (warmup={self.warmup}, steps={self.steps})")
+        _check(_is_int(self.rewarm) and 0 <= self.rewarm < self.steps - self.at, "rewarm", "rewarm", self.rewarm,
+               f"an integer in [0, steps - at = {self.steps - self.at})")
+        _check(_is_real(self.peak2) and self.peak2 > 0, "rewarm", "peak2", self.peak2, "a finite number > 0")
+        _check(self.peak2 >= self.min * self.peak, "rewarm", "peak2", self.peak2,
+               f">= the floor min * peak = {self.min * self.peak!r}")
 
     def _body(self, n: int) -> np.ndarray:
         floor = self.min * self.peak
         first = P.decay(self.at - self.warmup, self.peak, "cosine", self.min)
-        # the first decay ends one step short of its floor; the re-warm starts at the floor
         rise = P.ramp(self.rewarm, floor, self.peak2)
         rest = self.steps - self.at - self.rewarm
         second = P.decay(rest, self.peak2, "cosine", floor / self.peak2)
@@ -220,7 +275,13 @@ class Rewarm(Schedule):
 class WSDS(Schedule):
     """WSD-S (Wen et al.): one main branch at ``peak`` split into ``cycles`` equal cycles;
     the last ``decay`` fraction of each cycle decays to ``min * peak`` with ``shape`` and
-    the next cycle resumes at ``peak`` from the decayed point."""
+    the next cycle resumes at ``peak`` from the decayed point.
+
+    Cycles are counted from step 0 (the first one holds the warmup): cycle ``j`` ends at
+    ``e_j = round(j * steps / cycles)``, its decay has ``round(decay * (e_j - e_{j-1}))``
+    steps ending at ``e_j - 1`` and ``lr[e_j] = peak``.  Every decay has at least one step
+    and the warmup ends before the first decay starts.
+    """
 
     family: ClassVar[str] = "wsds"
     min: float = 0.0
@@ -230,23 +291,33 @@ class WSDS(Schedule):
 
     def _validate(self) -> None:
         _check(
-            isinstance(self.cycles, (int, np.integer)) and 1 <= self.cycles <= self.steps - self.warmup,
-            "wsds", "cycles", self.cycles, "an integer in [1, steps - warmup]",
+            _is_int(self.cycles) and 1 <= self.cycles <= self.steps - self.warmup,
+            "wsds", "cycles", self.cycles, f"an integer in [1, steps - warmup = {self.steps - self.warmup}]",
         )
-        _check(0 < self.decay <= 1, "wsds", "decay", self.decay, "a fraction in (0, 1]")
+        _check(_is_real(self.decay) and 0 < self.decay <= 1, "wsds", "decay", self.decay, "a fraction in (0, 1]")
         _check(self.shape in P.DECAY_SHAPES, "wsds", "shape", self.shape, "one of " + ", ".join(P.DECAY_SHAPES))
         _check(self.shape != "exp" or self.min > 0, "wsds", "min", self.min, "> 0 with shape=exp")
+        ends, lengths = self._decays()
+        shortest = int(np.diff(np.concatenate([[0], ends])).min())
+        _check(lengths.min() >= 1, "wsds", "decay", self.decay,
+               f"large enough for one decay step in every cycle (round(decay * {shortest}) >= 1)")
+        first = int(ends[0] - lengths[0])
+        _check(self.warmup <= first, "wsds", "warmup", self.warmup,
+               f"<= {first}, the step where the first decay begins")
+
+    def _decays(self) -> tuple[np.ndarray, np.ndarray]:
+        """End (exclusive) and length of every cycle's decay."""
+        ends = np.linspace(0, self.steps, self.cycles + 1).round().astype(np.int64)
+        lengths = np.round(self.decay * np.diff(ends)).astype(np.int64)
+        return ends[1:], lengths
 
     def _body(self, n: int) -> np.ndarray:
-        # cycles are equal in optimizer steps, counted from step 0 (the first holds the warmup)
-        edges = np.linspace(0, self.steps, self.cycles + 1).round().astype(int)
-        parts = []
-        for a, b in zip(edges, edges[1:]):
-            k = int(round(self.decay * (b - a)))
-            a = max(a, self.warmup)
-            k = min(k, b - a)
-            parts += [P.constant(b - a - k, self.peak), P.decay(k, self.peak, self.shape, self.min)]
-        return P.join(parts)
+        ends, lengths = self._decays()
+        i = np.arange(self.warmup, self.steps)
+        c = np.searchsorted(ends, i, side="right")  # cycle of each step
+        into = i - (ends[c] - lengths[c])  # steps since the cycle's decay began (< 0: before it)
+        u = np.maximum(into, 0) / lengths[c]
+        return self.peak * np.where(into >= 0, P.decay_factor(u, self.shape, self.min), 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +330,9 @@ class TwoStage(Schedule):
     factor: float = 0.1
 
     def _validate(self) -> None:
-        _check(self.warmup <= self.switch < self.steps, "twostage", "switch", self.switch, "a step in [warmup, steps)")
-        _check(math.isfinite(self.factor) and self.factor > 0, "twostage", "factor", self.factor, "a number > 0")
+        _check(_is_int(self.switch) and self.warmup <= self.switch < self.steps, "twostage", "switch", self.switch,
+               f"a step in [warmup={self.warmup}, steps={self.steps})")
+        _check(_is_real(self.factor) and self.factor > 0, "twostage", "factor", self.factor, "a finite number > 0")
 
     def _body(self, n: int) -> np.ndarray:
         return P.join([P.constant(self.switch - self.warmup, self.peak), P.constant(self.steps - self.switch, self.factor * self.peak)])

@@ -65,6 +65,7 @@ def parse_schedule(spec: str | Schedule) -> Schedule:
     cls = FAMILIES[family]
     fields = _fields(cls)
     values: dict[str, object] = {}
+    texts: dict[str, str] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, text = item.partition("=")
         key = key.strip()
@@ -72,8 +73,9 @@ def parse_schedule(spec: str | Schedule) -> Schedule:
             raise ValueError(f"schedule {family}: expected key=value, got {item!r}")
         if key not in fields:
             raise ValueError(f"schedule {family}: unknown key {key!r}; allowed: {', '.join(fields)}")
-        if key in values:
-            raise ValueError(f"schedule {family}: key {key!r} given twice")
+        if key in texts:
+            raise ValueError(f"schedule {family}: key {key!r} given twice ({texts[key]!r} and {text.strip()!r})")
+        texts[key] = text.strip()
         values[key] = _parse_value(family, key, _kind(cls, key), text.strip())
     for req in ("steps", "peak"):
         if req not in values:
@@ -85,11 +87,13 @@ def _format_value(v: object) -> str:
     if isinstance(v, tuple):
         return "/".join(_format_value(x) for x in v)
     if isinstance(v, float):
-        return repr(v)
+        return repr(float(v))  # shortest text that parses back to the same float
     return str(v)
 
 
 def format_spec(schedule: Schedule) -> str:
+    """The text spec of ``schedule``: ``steps``, ``peak``, the family's own keys and the
+    shared keys (``warmup``, ``start``, ``min``) that differ from their defaults."""
     shared = {"warmup", "start", "min"}
     items = []
     for f in dataclasses.fields(schedule):
