@@ -3,11 +3,31 @@
 * ``__init__`` takes the law's settings and stores them unchanged;
 * ``fit(curves)`` fits the parameters on observed :class:`~lrtune.curves.Curve` objects
   and returns ``self``; what was learned ends with ``_`` (``params_``, ``r2_``,
-  ``mean_rel_error_``, ``residual_scale_``, ``fitted_on_``);
+  ``mean_rel_error_``, ``residual_scale_``, ``fitted_on_``, and for the band
+  ``extrapolation_scale_``, ``fit_horizon_``, ``fit_peak_lrs_``, ``band_growth_``);
 * ``predict(lr, steps)`` gives the loss at ``steps`` (ints >= 1, a loss at step ``s``
-  depends on ``lr[:s]``) for the per-step LR array ``lr``; it never refits;
+  depends on ``lr[:s]``) for the per-step LR array ``lr``; it never refits.  ``lr`` may
+  also be 2-d, one candidate schedule per row: the result is then (n_candidates, P);
 * ``predict_interval(lr, steps, level=0.9)`` adds a lower and upper band;
 * ``to_dict()`` / ``from_dict()`` (and ``to_json`` / ``from_json``) serialise to plain data.
+
+Bands.  A law's error on a schedule it has not seen is mostly systematic, not noise,
+so the band is built from two scales of log-loss residuals:
+
+* ``residual_scale_``: the RMS residual of the fit on its own curves (noise, misfit);
+* ``extrapolation_scale_``: leave one curve out: refit on the other curves, predict the
+  left-out one; the RMS of those residuals (per curve, then over curves).  Beyond
+  ``BAND_FOLDS`` (5) curves, every fifth curve is left out together (5 refits).
+
+The band is ``loss * exp(+-z * s)`` with ``z`` the normal quantile of ``level`` and
+``s = sqrt(residual_scale^2 + extrapolation_scale^2)``, times
+``1 + g_h * ln(step / H)`` beyond the last fitted step ``H`` and times
+``1 + g_p * |ln(peak / nearest fitted peak)|`` at a peak LR the fit never saw.  With a
+single fitted curve there is nothing to leave out and ``extrapolation_scale`` is taken as
+``2 * residual_scale``.  The growth constants ``g_h`` (``HORIZON_GROWTH``) and ``g_p``
+(``PEAK_LR_GROWTH``) were chosen on the Schaipp 124M runs (``benchmarks/bands.py``) and
+are checked on the multi-power-law split; a fit records them (``band_growth_``), so a
+fit loaded from JSON gives the same band.
 """
 
 from __future__ import annotations
@@ -23,7 +43,17 @@ from scipy import stats
 
 from lrtune.curves import Curve, check_lr, check_steps
 
-__all__ = ["Law", "Prediction", "NotFittedError"]
+__all__ = ["Law", "Prediction", "NotFittedError", "check_lr_batch"]
+
+#: band growth per unit of ln(step / fitted horizon), per law (chosen in benchmarks/bands.py;
+#: a law not listed gets the largest)
+HORIZON_GROWTH = {"momentum": 0.5, "multipower": 1.25}
+#: band growth per unit of |ln(peak LR / nearest fitted peak LR)|, per law (idem; the
+#: multi-power law has no peak-LR term and reaches 90 % nowhere on the grid: its top)
+PEAK_LR_GROWTH = {"momentum": 1.0, "multipower": 3.0}
+SINGLE_CURVE_FACTOR = 2.0
+#: the band's leave-one-curve-out makes at most this many refits
+BAND_FOLDS = 5
 
 
 class NotFittedError(ValueError):
@@ -57,11 +87,53 @@ def _fit_stats(pred: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
     return r2, float(np.mean(np.abs(pred - loss) / loss))
 
 
+def check_lr_batch(lr: Any, *, name: str = "lr") -> np.ndarray:
+    """A validated float64 LR array: one schedule (1-d) or one per row (2-d, n x T);
+    non-empty, finite and >= 0."""
+    try:
+        arr = np.asarray(lr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers (1-d, or 2-d with one schedule per row)") from None
+    if arr.ndim == 1:
+        return check_lr(arr, name=name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 1-d (one schedule) or 2-d (n_candidates, steps), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}): give the LR of every step from 1 to the last")
+    lo, hi = arr.min(), arr.max()  # two reductions, no temporary arrays: NaN fails lo >= 0
+    if lo >= 0 and hi < np.inf:
+        return arr
+    for bad, what in ((~np.isfinite(arr), "finite"), (arr < 0, ">= 0")):
+        if bad.any():
+            i, j = np.unravel_index(int(np.argmax(bad)), arr.shape)
+            raise ValueError(f"{name} must be {what}: {name}[{i}, {j}] (candidate {i}, update {j + 1}) is {arr[i, j]}")
+    return arr
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+
+
+#: fitted attributes stored by ``to_dict`` (without the trailing underscore)
+_STATE = ("r2_", "mean_rel_error_", "residual_scale_", "n_points_", "fitted_on_", "extrapolation_scale_",
+          "fit_horizon_", "fit_peak_lrs_", "band_growth_")
+
+
+def band_growth_defaults(law: str | None = None) -> dict[str, float]:
+    """The band's growth constants a new fit of ``law`` records (``band_growth_``)."""
+    return {"horizon": HORIZON_GROWTH.get(law, max(HORIZON_GROWTH.values())),
+            "peak_lr": PEAK_LR_GROWTH.get(law, max(PEAK_LR_GROWTH.values())),
+            "single_curve": SINGLE_CURVE_FACTOR}
+
+
 class Law(abc.ABC):
     """Base class of the loss-curve laws."""
 
     name: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
+    #: ``_predict_params`` takes a 2-d ``lr`` (one schedule per row); if False the base
+    #: class predicts row by row.
+    supports_batch: ClassVar[bool] = True
 
     # -- to implement -----------------------------------------------------------------
     @abc.abstractmethod
@@ -71,14 +143,29 @@ class Law(abc.ABC):
     @abc.abstractmethod
     def _predict_params(self, params: dict[str, float], lr: np.ndarray, steps: np.ndarray,
                         model_size: float | None) -> np.ndarray:
-        """Loss at ``steps`` (validated) for ``lr`` (validated) under ``params``."""
+        """Loss at ``steps`` (validated) for ``lr`` (validated, 1-d or 2-d) under ``params``."""
 
     def get_config(self) -> dict[str, Any]:
         """The settings given to ``__init__`` (JSON-serialisable)."""
         return {}
 
+    def _refit_params(self, curves: Sequence[Curve], start: dict[str, float]) -> dict[str, float]:
+        """Parameters fitted on a subset of the curves (the band's leave-one-curve-out);
+        ``start`` is the fit on all curves, a law may start from it to save time."""
+        return self._fit_params(curves)
+
+    def _fit_mask(self, curve: Curve) -> np.ndarray:
+        """The points of ``curve`` the law is fitted on (and judged on): all by default."""
+        return np.ones(curve.steps.size, bool)
+
     # -- protocol ---------------------------------------------------------------------
-    def fit(self, curves: Sequence[Curve] | Curve) -> "Law":
+    def fit(self, curves: Sequence[Curve] | Curve, *, band: bool = True) -> "Law":
+        """Fit on observed curves and return ``self``.
+
+        With ``band`` (default) the law is refitted leaving each curve out (at most
+        ``BAND_FOLDS`` refits) to measure ``extrapolation_scale_`` for
+        :meth:`predict_interval`; ``band=False`` skips that.
+        """
         curves = [curves] if isinstance(curves, Curve) else list(curves)
         if not curves:
             raise ValueError("fit needs at least one curve, got none")
@@ -87,52 +174,110 @@ class Law(abc.ABC):
                 raise ValueError(f"fit takes lrtune.curves.Curve objects, got {type(c).__name__}")
         params = self._fit_params(curves)
         self.params_ = {k: float(params[k]) for k in params}
-        preds = [self._predict_params(self.params_, c.lr, c.steps, c.meta.get("model_size")) for c in curves]
+        masks = [self._fit_mask(c) for c in curves]
+        preds = [self._predict_params(self.params_, c.lr, c.steps[m], c.meta.get("model_size"))
+                 for c, m in zip(curves, masks)]
         pred = np.concatenate(preds)
-        loss = np.concatenate([c.loss for c in curves])
+        loss = np.concatenate([c.loss[m] for c, m in zip(curves, masks)])
         self.r2_, self.mean_rel_error_ = _fit_stats(pred, loss)
-        log_res = np.log(loss) - np.log(pred)
-        self.residual_scale_ = float(np.sqrt(np.mean(log_res**2)))
+        self.residual_scale_ = _rms(np.log(loss) - np.log(pred))
         self.n_points_ = int(loss.size)
         self.fitted_on_ = [c.name for c in curves]
+        self.fit_horizon_ = int(max(c.steps[m][-1] if m.any() else c.steps[-1] for c, m in zip(curves, masks)))
+        self.fit_peak_lrs_ = sorted({float(c.peak_lr) for c in curves})
+        self.extrapolation_scale_ = self._leave_one_curve_out(curves, masks) if band and len(curves) >= 2 else None
+        self.band_growth_ = band_growth_defaults(self.name)
         return self
+
+    def _base_scale(self) -> float:
+        """``sqrt(residual_scale^2 + extrapolation_scale^2)`` (see the module docstring)."""
+        growth = getattr(self, "band_growth_", None) or band_growth_defaults(self.name)
+        res = max(float(self.residual_scale_ or 0.0), 1e-4)
+        ext = getattr(self, "extrapolation_scale_", None)
+        ext = growth["single_curve"] * res if ext is None else float(ext)
+        return math.sqrt(res**2 + ext**2)
+
+    def _leave_one_curve_out(self, curves: list[Curve], masks: list[np.ndarray]) -> float | None:
+        """RMS over curves of the RMS log residual of each curve predicted by a refit on
+        the others (at most ``BAND_FOLDS`` refits: beyond that many curves, every
+        ``BAND_FOLDS``-th curve is left out together)."""
+        n_folds = min(len(curves), BAND_FOLDS)
+        per_curve = []
+        for fold in range(n_folds):
+            out = set(range(fold, len(curves), n_folds))
+            try:
+                params = self._refit_params([c for i, c in enumerate(curves) if i not in out], self.params_)
+            except ValueError:  # what is left cannot be fitted (e.g. a single model size)
+                continue
+            for i in sorted(out):
+                c, m = curves[i], masks[i]
+                pred = self._predict_params(params, c.lr, c.steps[m], c.meta.get("model_size"))
+                per_curve.append(_rms(np.log(c.loss[m]) - np.log(np.maximum(pred, 1e-300))))
+        return float(np.sqrt(np.mean(np.square(per_curve)))) if per_curve else None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "params_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(curves) or load a fit first")
 
+    def _validate(self, lr: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
+        lr = check_lr_batch(lr)
+        T = lr.shape[-1]
+        steps = check_steps(np.asarray([T]) if steps is None else steps, last=T)
+        return lr, steps
+
     def predict(self, lr: Any, steps: Any = None, *, model_size: float | None = None) -> np.ndarray:
-        """Predicted loss at ``steps`` (default: the last step) under the LR array ``lr``."""
+        """Predicted loss at ``steps`` (default: the last step) under the LR array ``lr``.
+
+        ``lr`` is one schedule (1-d, result of shape ``(len(steps),)``) or one candidate
+        per row (2-d, result ``(n_candidates, len(steps))``).
+        """
         self._check_fitted()
-        lr = check_lr(lr)
-        steps = check_steps(np.asarray([lr.size]) if steps is None else steps, last=lr.size)
-        return self._predict_params(self.params_, lr, steps, model_size)
+        lr, steps = self._validate(lr, steps)
+        return self._predict_valid(lr, steps, model_size)
+
+    def _predict_valid(self, lr: np.ndarray, steps: np.ndarray, model_size: float | None) -> np.ndarray:
+        if lr.ndim == 1 or self.supports_batch:
+            return self._predict_params(self.params_, lr, steps, model_size)
+        return np.stack([self._predict_params(self.params_, row, steps, model_size) for row in lr])
 
     def predict_interval(self, lr: Any, steps: Any = None, *, level: float = 0.9,
                          model_size: float | None = None) -> Prediction:
-        """Prediction with a two-sided ``level`` band.
+        """Prediction with a two-sided ``level`` band (module docstring for its width).
 
-        The band is multiplicative: ``loss * exp(+-z * s)`` with ``s`` the fit's RMS log
-        residual, inflated for steps beyond the longest fitted curve.
+        The band is multiplicative, ``loss * exp(+-z * s)``; 1-d or 2-d ``lr`` as in
+        :meth:`predict`.
         """
-        if not 0 < level < 1:
-            raise ValueError(f"level must be in (0, 1), got {level}")
-        lr = check_lr(lr)
-        steps = check_steps(np.asarray([lr.size]) if steps is None else steps, last=lr.size)
-        loss = self.predict(lr, steps, model_size=model_size)
+        if not (isinstance(level, (int, float)) and 0 < level < 1):
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        self._check_fitted()
+        lr, steps = self._validate(lr, steps)
+        loss = self._predict_valid(lr, steps, model_size)
         z = stats.norm.ppf(0.5 + level / 2)
         s = self._band_scale(lr, steps)
         return Prediction(steps, loss, loss * np.exp(-z * s), loss * np.exp(z * s), level)
 
     def _band_scale(self, lr: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return np.full(steps.shape, max(self.residual_scale_, 1e-4))
+        """Scale ``s`` of the log-loss band at ``steps`` (shape of the prediction)."""
+        growth = getattr(self, "band_growth_", None) or band_growth_defaults(self.name)
+        base = self._base_scale()
+        horizon = getattr(self, "fit_horizon_", None)
+        grow = np.ones(steps.shape)
+        if horizon:
+            grow = 1.0 + growth["horizon"] * np.log(np.maximum(steps, horizon) / horizon)
+        peaks = getattr(self, "fit_peak_lrs_", None)
+        if peaks:
+            known = np.log(np.asarray(peaks))
+            peak = np.log(np.maximum(np.max(lr, axis=-1), 1e-300))
+            dist = np.min(np.abs(np.subtract.outer(peak, known)), axis=-1)
+            grow = (1.0 + growth["peak_lr"] * np.expand_dims(dist, -1)) * grow
+        return base * np.broadcast_to(grow, lr.shape[:-1] + steps.shape)
 
     # -- serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         self._check_fitted()
         out = {"law": self.name, "config": self.get_config(), "params": dict(self.params_)}
-        for key in ("r2_", "mean_rel_error_", "residual_scale_", "n_points_", "fitted_on_"):
-            out[key.rstrip("_")] = getattr(self, key)
+        for key in _STATE:
+            out[key.rstrip("_")] = getattr(self, key, None)
         out.update(self._extra_state())
         return out
 
@@ -151,8 +296,8 @@ class Law(abc.ABC):
         if missing:
             raise ValueError(f"fit of law {cls.name!r} lacks parameter(s) {', '.join(missing)}")
         law.params_ = {k: float(v) for k, v in data["params"].items()}
-        for key in ("r2", "mean_rel_error", "residual_scale", "n_points", "fitted_on"):
-            setattr(law, key + "_", data.get(key))
+        for key in _STATE:
+            setattr(law, key, data.get(key.rstrip("_")))
         law._load_extra_state(data)
         return law
 
