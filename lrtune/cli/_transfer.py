@@ -1,0 +1,58 @@
+"""``lrtune transfer``: the optimal peak LR of a schedule from peak-LR sweeps of others."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lrtune.cli._common import load_curves
+from lrtune.transfer import FORMS, PeakLRSweep, PeakLRTransfer
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "transfer", help="carry the optimal peak LR of sweeps to another schedule",
+        description="Fit each sweep's final loss against its peak LR, then move the optimum to the target "
+                    "schedule with the convex bound's optimal-LR ratio (horizon and shape factors learned "
+                    "from the sweeps when they span two horizons or shapes).")
+    p.add_argument("--sweep", action="append", nargs="+", required=True, metavar="CURVE",
+                   help="one sweep: curve CSV files or stored run names of one schedule at 3+ peak LRs "
+                        "(repeat --sweep for sweeps at other horizons or shapes)")
+    p.add_argument("--to", required=True, metavar="SPEC",
+                   help="target schedule spec, e.g. wsd:steps=50000,warmup=300,cooldown=0.2 (its peak is ignored)")
+    p.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
+    p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
+    p.add_argument("--form", choices=FORMS, default="inverse",
+                   help="final loss against peak LR: A/lr + B*lr + C (inverse, default) or a parabola in ln lr")
+    p.add_argument("--level", type=float, default=0.9, help="interval probability (default 0.9)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.level < 1:
+        raise ValueError(f"--level must be in (0, 1), got {args.level}")
+    sweeps = []
+    for items in args.sweep:
+        curves = load_curves(items, schedule=args.schedule, db=args.db)
+        sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
+    result = PeakLRTransfer(level=args.level).fit(sweeps).predict(args.to)
+    if args.format == "json":
+        out = {"schedule": result.schedule, "peak_lr": result.peak_lr, "lower": result.lower, "upper": result.upper}
+        out.update({k: v for k, v in result.to_dict().items() if k not in out})
+        out["sweeps"] = [s.to_dict() for s in sweeps]
+        print(json.dumps(out))
+        return 0
+    pct = f"{100 * args.level:g} %"
+    print(f"{'sweep':>5} {'steps':>7} {'runs':>4} {'optimum':>9} {'lower':>9} {'upper':>9}  ({pct} interval)")
+    for i, s in enumerate(sweeps, 1):
+        edge = f"  optimum {s.at_edge_} the swept LRs" if s.at_edge_ else ""
+        print(f"{i:>5} {s.horizon_:>7} {s.peak_lrs_.size:>4} {s.peak_lr_:>9.3g} {s.lower_:>9.3g} "
+              f"{s.upper_:>9.3g}{edge}")
+    print(f"\ntarget: {result.schedule}")
+    print(f"peak LR {result.peak_lr:.3g}  [{result.lower:.3g}, {result.upper:.3g}] ({pct} interval)")
+    print(f"horizon factor {result.horizon_factor:.2f} +- {result.horizon_factor_sd:.2f}, "
+          f"shape factor {result.shape_factor:.2f} +- {result.shape_factor_sd:.2f} (theory: 1)")
+    print(f"theory only: {result.theory_peak_lr:.3g}   no transfer (nearest sweep's optimum): "
+          f"{result.no_transfer_peak_lr:.3g}")
+    return 0

@@ -1,0 +1,214 @@
+"""Peak-LR transfer on the real Schaipp 124M grid and on the multi-power-law curves."""
+
+import collections
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lrtune.bound import optimal_base_lr
+from lrtune.cli import main
+from lrtune.datasets import load_schaipp
+from lrtune.laws import make_law
+from lrtune.transfer import PeakLRSweep, PeakLRTransfer, extend_horizon, rewarm_plans
+
+
+def _wsd_sweeps(groups=("main",), horizons=None):
+    """{(cooldown, horizon): sweep} of the 124M WSD-linear runs, final loss = final_val_loss_full."""
+    runs = collections.defaultdict(list)
+    for g in groups:
+        for c in load_schaipp(n_layer="12", n_embd="768", group=g, schedule="wsd", decay_type="linear"):
+            if horizons is None or int(c.meta["horizon"]) in horizons:
+                runs[(float(c.meta["cooldown_frac"]), int(c.meta["horizon"]))].append(c)
+    return {k: PeakLRSweep().fit_final([float(c.meta["base_lr"]) for c in v],
+                                       [float(c.meta["final_val_loss_full"]) for c in v], v[0].lr)
+            for k, v in runs.items() if len({c.peak_lr for c in v}) >= 3}
+
+
+@pytest.fixture(scope="module")
+def grid50k():
+    """50k sweeps with the grad_norm duplicates, which add peak 3e-3 to every cooldown."""
+    return _wsd_sweeps(("main", "grad_norm"), horizons={50000})
+
+
+@pytest.fixture(scope="module")
+def grid_main():
+    return _wsd_sweeps(("main",), horizons={15000, 25000, 35000})
+
+
+def test_sweep_optimum_reproduces_the_published_50k_values(grid50k):
+    # theory.md: best gamma 7.4e-4 (c = 0.1) ... 1.42e-3 (c = 0.8) on the 124M grid at 50k
+    published = {0.1: 7.4e-4, 0.2: 8.5e-4, 0.4: 1.07e-3, 0.6: 1.23e-3, 0.8: 1.42e-3, 0.9: 1.56e-3}
+    for c, want in published.items():
+        s = grid50k[(c, 50000)]
+        assert s.peak_lr_ == pytest.approx(want, rel=0.06), c
+        assert s.lower_ < s.peak_lr_ < s.upper_
+        assert s.at_edge_ is None
+
+
+def test_sweep_from_curves_reads_the_last_common_step_and_drops_diverged_runs():
+    cs = load_schaipp(n_layer="12", n_embd="768", group="main", schedule="cosine", horizon="50000")
+    cs = [c for c in cs if float(c.meta["final_lr"]) < 1e-6]  # cosine to ~0: peaks 1e-4 .. 5e-3
+    s = PeakLRSweep().fit(cs)
+    assert s.final_step_ == min(int(c.steps[-1]) for c in cs)
+    assert 5e-3 in s.dropped_  # the 5e-3 run diverged (val loss 7.6)
+    assert s.peak_lrs_.max() < 5e-3
+    # the fitted curve passes near each run's loss at that step (seed noise is ~1e-3)
+    assert np.max(np.abs(s.predict_loss(s.peak_lrs_) - s.final_losses_)) < 0.02
+    assert s.regret(s.peak_lr_) == pytest.approx(0.0, abs=1e-12)
+    assert np.all(s.regret(s.peak_lrs_) >= 0)
+
+
+def test_one_sweep_moves_by_the_bounds_ratio(grid50k):
+    src = grid50k[(0.2, 50000)]
+    tgt = grid50k[(0.9, 50000)]
+    r = PeakLRTransfer().fit([src]).predict(tgt.eta_)
+    ratio = optimal_base_lr(tgt.eta_) / optimal_base_lr(src.eta_)
+    assert r.peak_lr == pytest.approx(src.peak_lr_ * ratio, rel=1e-3)
+    assert r.theory_peak_lr == pytest.approx(r.peak_lr, rel=1e-6)
+    assert r.no_transfer_peak_lr == src.peak_lr_
+    assert r.lower < r.peak_lr < r.upper
+
+
+def test_cooldown_transfer_from_20_percent_lands_within_1_25_of_every_50k_sweep(grid50k):
+    tr = PeakLRTransfer().fit([grid50k[(0.2, 50000)]])
+    for c in (0.1, 0.4, 0.6, 0.8, 0.9):
+        ref = grid50k[(c, 50000)]
+        r = tr.predict(ref.eta_)
+        assert max(r.peak_lr / ref.peak_lr_, ref.peak_lr_ / r.peak_lr) <= 1.25, c
+        assert ref.regret(r.peak_lr) <= 0.003, c
+        assert r.lower <= ref.peak_lr_ <= r.upper, c
+        # and it beats reusing the 20 % optimum unchanged
+        assert ref.regret(r.peak_lr) <= ref.regret(r.no_transfer_peak_lr), c
+
+
+def test_two_horizons_learn_that_the_optimum_moves_slower_than_the_theory(grid_main, grid50k):
+    pair = [grid_main[(0.2, 15000)], grid_main[(0.2, 25000)]]
+    target = grid50k[(0.2, 50000)]
+    r = PeakLRTransfer().fit(pair).predict(target.eta_)
+    one = PeakLRTransfer().fit(pair[1:]).predict(target.eta_)
+    assert r.horizon_factor < 0.9  # the 124M optimum moves more slowly than T^-0.49
+    assert one.horizon_factor == pytest.approx(1.0, abs=1e-6)  # one horizon: the prior
+    assert one.horizon_factor_sd == pytest.approx(0.5, rel=1e-3)
+    assert r.horizon_factor_sd < one.horizon_factor_sd
+    # shrunk toward the theory: between the theory-only and the data-only estimates
+    assert min(r.theory_peak_lr, r.data_peak_lr) < r.peak_lr < max(r.theory_peak_lr, r.data_peak_lr)
+    # the interval holds both, so it is wider than the single-sweep one relative to its centre
+    assert r.lower <= min(r.theory_peak_lr, r.data_peak_lr) and r.upper >= max(r.theory_peak_lr, r.data_peak_lr)
+    # and the transferred optimum beats the no-transfer baseline on the real 50k sweep
+    f = lambda g: abs(math.log(g / target.peak_lr_))
+    assert f(r.peak_lr) < f(pair[1].peak_lr_)
+    assert target.regret(r.peak_lr) < target.regret(pair[1].peak_lr_)
+
+
+def test_sweeps_at_two_shapes_learn_a_shape_factor(grid_main):
+    a, b = grid_main[(0.2, 25000)], grid_main[(0.6, 25000)]
+    r = PeakLRTransfer().fit([a, b]).predict(grid_main[(0.4, 25000)].eta_)
+    data_s = math.log(b.peak_lr_ / a.peak_lr_) / math.log(optimal_base_lr(b.eta_) / optimal_base_lr(a.eta_))
+    # the posterior shape factor lies between the prior (1) and what the two sweeps say
+    assert min(1.0, data_s) - 1e-9 <= r.shape_factor <= max(1.0, data_s) + 1e-9
+    assert r.shape_factor_sd < 0.5
+
+
+def test_bad_sweeps_are_refused_with_clear_errors():
+    cs = load_schaipp(n_layer="12", n_embd="768", group="main", schedule="wsd", decay_type="linear", horizon="25000")
+    with pytest.raises(ValueError, match="empty"):
+        PeakLRSweep().fit([])
+    one_lr = [c for c in cs if abs(c.peak_lr - 1e-3) < 1e-9 and c.meta["cooldown_frac"] == "0.2"]
+    with pytest.raises(ValueError, match="one peak LR"):
+        PeakLRSweep().fit(one_lr)
+    mixed = [c for c in cs if abs(c.peak_lr - 1e-3) < 1e-9 and c.meta["cooldown_frac"] in ("0.2", "0.8")]
+    with pytest.raises(ValueError, match="different schedules"):
+        PeakLRSweep().fit(mixed)
+    other_horizon = load_schaipp(n_layer="12", n_embd="768", group="main", schedule="wsd", decay_type="linear",
+                                 horizon="50000", cooldown_frac="0.2")
+    with pytest.raises(ValueError, match="different schedules"):
+        PeakLRSweep().fit(one_lr + other_horizon[:1])
+    with pytest.raises(ValueError, match="form"):
+        PeakLRSweep(form="cubic")
+    with pytest.raises(ValueError, match="at least one sweep"):
+        PeakLRTransfer().fit([])
+
+
+def test_wssd_rho_matches_the_published_grid_points():
+    # theory.md: rho = 0.625 (1.5x), 0.525 (2x), 0.425 (3x), 0.375 (4x) on a grid of step 0.025
+    for k, rho in ((1.5, 0.625), (2, 0.525), (3, 0.425), (4, 0.375)):
+        plans = {p.name: p for p in extend_horizon("wsd:steps=4000,peak=1,cooldown=0.2", int(4000 * k))}
+        assert abs(plans["wssd"].parameter - rho) <= 0.0125, k
+        assert plans["wssd"].optimal_peak_ratio == pytest.approx(1.0, abs=1e-3)
+        assert plans["same-cooldown"].optimal_peak_ratio < 0.85  # the tuned peak is too high there
+        lc = plans["longer-cooldown"]
+        assert lc.parameter > 0.2
+        assert lc.optimal_peak_ratio > plans["same-cooldown"].optimal_peak_ratio
+        # the cooldown may not start before the stable phase of the tuned run ends (step 3200)
+        assert (1 - lc.parameter) * 4000 * k >= 3200 - 1
+    with pytest.raises(ValueError, match="wsd"):
+        extend_horizon("cosine:steps=4000,peak=1", 8000)
+    with pytest.raises(ValueError, match="steps"):
+        extend_horizon("wsd:steps=4000,peak=1,cooldown=0.2", 3000)
+
+
+def test_horizon_extension_plans_carry_the_laws_prediction(mpl25):
+    train, _ = mpl25
+    law = make_law("momentum").fit(train)
+    plans = extend_horizon("wsd:steps=24000,peak=3e-4,warmup=2160,cooldown=0.2,min=0.1", 48000, law=law)
+    losses = [p.predicted_loss for p in plans]
+    assert losses == sorted(losses)
+    for p in plans:
+        assert p.lr.size == 48000
+        assert p.lower < p.predicted_loss < p.upper
+        assert p.predicted_loss == pytest.approx(float(law.predict(p.lr, [48000])[0]), rel=1e-9)
+
+
+def test_rewarm_plans_rank_by_the_momentum_laws_final_loss_and_show_the_bump(mpl25):
+    train, _ = mpl25
+    law = make_law("momentum").fit(train)
+    plans = rewarm_plans(law, "cosine:steps=24000,peak=3e-4,warmup=2160,min=0.1", 36000,
+                         peak_fractions=(0.1, 0.5, 1.0), rewarm_fractions=(0.0, 0.05))
+    assert len(plans) == 6
+    assert [p.predicted_loss for p in plans] == sorted(p.predicted_loss for p in plans)
+    bump = {(round(p.peak2 / 3e-4, 3), p.rewarm): p.bump for p in plans}
+    # re-warming to the full peak raises the loss (negative annealing area), more than to 10 %
+    assert bump[(1.0, 600)] > 0
+    assert bump[(1.0, 600)] > bump[(0.1, 600)]
+    with pytest.raises(ValueError, match="cosine"):
+        rewarm_plans(law, "wsd:steps=24000,peak=3e-4,cooldown=0.2", 36000)
+
+
+def _write_sweep(tmp_path, cooldown, horizon):
+    from lrtune.curves import write_curve_csv
+
+    cs = load_schaipp(n_layer="12", n_embd="768", group="main", schedule="wsd", decay_type="linear",
+                      cooldown_frac=cooldown, horizon=horizon)
+    paths = []
+    for c in cs:
+        p = tmp_path / f"{c.name}.csv"
+        write_curve_csv(c, p)
+        paths.append(str(p))
+    return paths, cs
+
+
+def test_cli_transfer_prints_the_peak_lr_and_interval_as_json(tmp_path, capsys):
+    paths, cs = _write_sweep(tmp_path, "0.2", "15000")
+    code = main(["transfer", "--sweep", *paths, "--to", "wsd:steps=15000,peak=5,warmup=301,cooldown=0.6",
+                 "--format", "json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["lower"] < out["peak_lr"] < out["upper"]
+    sweep = PeakLRSweep().fit(cs)
+    expected = PeakLRTransfer().fit([sweep]).predict("wsd:steps=15000,peak=1,warmup=301,cooldown=0.6")
+    assert out["peak_lr"] == pytest.approx(expected.peak_lr, rel=1e-9)  # the target's peak is ignored
+    assert out["peak_lr"] > sweep.peak_lr_  # a longer cooldown wants a larger peak than 20 %
+    # without a peak in the spec
+    assert main(["transfer", "--sweep", *paths, "--to", "wsd:steps=15000,warmup=301,cooldown=0.6",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peak_lr"] == pytest.approx(out["peak_lr"], rel=1e-12)
+
+
+def test_cli_transfer_errors_are_one_line(tmp_path, capsys):
+    paths, _ = _write_sweep(tmp_path, "0.2", "15000")
+    code = main(["transfer", "--sweep", paths[0], "--to", "wsd:steps=30000,cooldown=0.2"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("lrtune: error:") and "peak LR" in err and len(err.strip().splitlines()) == 1
