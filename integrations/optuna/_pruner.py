@@ -1,0 +1,265 @@
+"""ScheduleAwarePruner: prune a trial that cannot beat the best under its own LR schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from typing import Callable
+
+import numpy as np
+import optuna
+from optuna.pruners import BasePruner
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from scipy import stats
+
+from lrtune.integrations._forecast import (FinalLossModel, Forecast, curve_from_points, is_diverging, law_factory,
+                                           schedule_lr)
+from lrtune.integrations.optuna._schedule import trial_schedule
+from lrtune.curves import Curve
+from lrtune.laws import Law
+
+__all__ = ["ScheduleAwarePruner"]
+
+_logger = logging.getLogger("lrtune.integrations.optuna")
+
+
+class ScheduleAwarePruner(BasePruner):
+    """Prune a trial whose forecast final loss, under its own LR schedule, cannot beat the best.
+
+    At each check a loss-curve law (:mod:`lrtune.laws`) fitted on the completed trials'
+    curves forecasts the trial's loss at the end of its schedule, placed at the level of
+    the trial's last reported losses; the forecast's standard deviation is the error the
+    same forecast makes on the completed trials (each left out in turn, at the same
+    fraction of its schedule; only forecasts that came out too high count, since only
+    those prune a winner), never below ``min_error``.  The trial is pruned when even the
+    optimistic end of its forecast, ``final - z * error`` with ``z`` the one-sided normal
+    quantile of ``confidence``, is above ``(1 - margin)`` times the best value so far: the
+    best completed trial, or a running trial whose pessimistic forecast is lower.  A
+    schedule that
+    anneals late (WSD) is judged by the drop its cooldown will bring, not by its loss
+    now.  A NaN, infinite or diverging loss (above ``divergence_ratio`` times the trial's
+    lowest) is pruned at once.  Everything is read from the study's storage (the schedule
+    is the trial's ``"lr_schedule"`` user attribute, see :func:`record_schedule`), so the
+    decision is the same in every process and after a restart; fits are cached on the set
+    of completed trials.  A trial without a schedule, or with one that does not parse, is
+    never pruned by the model (a warning is logged once); an internal error logs a warning
+    and keeps the trial.  Only single-objective studies that minimise a loss are pruned by
+    the model.
+
+    Example:
+
+        .. code::
+
+            import optuna
+            from lrtune.integrations.optuna import ScheduleAwarePruner, ScheduleSpace, suggest_schedule
+
+            space = ScheduleSpace(steps=20_000, peak_lr=(1e-4, 3e-3), warmup=500)
+
+            def objective(trial):
+                schedule = suggest_schedule(trial, space)  # records trial.user_attrs["lr_schedule"]
+                for step, loss in train(schedule.lr(), eval_every=200):  # your training loop
+                    trial.report(loss, step)                             # step: optimizer steps
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+                return loss                                              # the final loss
+
+            study = optuna.create_study(storage="sqlite:///study.db", pruner=ScheduleAwarePruner())
+            study.optimize(objective, n_trials=40)
+
+    Args:
+        n_startup_trials: no model pruning until this many trials have completed (at least 2).
+        n_warmup_steps: no model pruning while the reported step is below this (reported
+            step units, as ``trial.report``).
+        interval_steps: reported steps between checks, counted from ``n_warmup_steps``.
+        confidence: prune when the trial beats the best with probability below
+            ``1 - confidence`` (in (0.5, 1)).
+        margin: an improvement smaller than this fraction of the best value is not worth
+            running for (0: any improvement is; 0.002 prunes trials that cannot beat the
+            best by 0.2 %, trading a regret of that size for fewer steps).
+        min_progress: no model pruning before this fraction of the trial's schedule has
+            run; the law is fitted on each completed curve from this fraction of its
+            schedule on (the first steps are a transient the laws do not describe).
+        min_error: the smallest relative standard deviation of a forecast final loss
+            (0.005: half a percent).
+        step_unit: optimizer steps per unit of the step passed to ``trial.report`` (1 when
+            steps are optimizer steps; 200 when step ``k`` is the ``k``-th evaluation of
+            one every 200 optimizer steps).
+        law: the law: a name (``"momentum"``, ``"multipower"``), an unfitted
+            :class:`~lrtune.laws.Law` whose settings are copied, or a callable returning one.
+        divergence_ratio: a loss above this many times the trial's lowest reported loss
+            means a diverged run (pruned at once).
+        max_folds: at most this many refits to measure the forecast error when the set of
+            completed trials changes.
+    """
+
+    def __init__(self, n_startup_trials: int = 4, n_warmup_steps: int = 0, interval_steps: int = 1, *,
+                 confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.005,
+                 step_unit: float = 1, law: str | Law | Callable[[], Law] = "momentum",
+                 divergence_ratio: float = 1.2, max_folds: int = 5) -> None:
+        if not (isinstance(n_startup_trials, (int, np.integer)) and n_startup_trials >= 2):
+            raise ValueError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
+        if not (isinstance(n_warmup_steps, (int, np.integer)) and n_warmup_steps >= 0):
+            raise ValueError(f"n_warmup_steps must be an integer >= 0, got {n_warmup_steps!r}")
+        if not (isinstance(interval_steps, (int, np.integer)) and interval_steps >= 1):
+            raise ValueError(f"interval_steps must be an integer >= 1, got {interval_steps!r}")
+        if not (isinstance(confidence, (int, float)) and 0.5 < confidence < 1):
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
+        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+            raise ValueError(f"margin must be a fraction of the best value in [0, 1), got {margin!r}")
+        if not (isinstance(min_progress, (int, float)) and 0 <= min_progress < 1):
+            raise ValueError(f"min_progress must be a fraction in [0, 1), got {min_progress!r}")
+        if not (isinstance(min_error, (int, float)) and 0 <= min_error < 1):
+            raise ValueError(f"min_error must be a relative error in [0, 1), got {min_error!r}")
+        if not (isinstance(step_unit, (int, float)) and math.isfinite(step_unit) and step_unit > 0):
+            raise ValueError(f"step_unit must be a number of optimizer steps > 0, got {step_unit!r}")
+        if not (isinstance(divergence_ratio, (int, float)) and divergence_ratio > 1):
+            raise ValueError(f"divergence_ratio must be > 1, got {divergence_ratio!r}")
+        if not (isinstance(max_folds, (int, np.integer)) and max_folds >= 2):
+            raise ValueError(f"max_folds must be an integer >= 2, got {max_folds!r}")
+        self._n_startup_trials = int(n_startup_trials)
+        self._n_warmup_steps = int(n_warmup_steps)
+        self._interval_steps = int(interval_steps)
+        self._confidence = float(confidence)
+        self._z = float(stats.norm.ppf(confidence))
+        self._margin = float(margin)
+        self._min_progress = float(min_progress)
+        self._min_error = float(min_error)
+        self._step_unit = float(step_unit)
+        self._law = law_factory(law)
+        self._divergence_ratio = float(divergence_ratio)
+        self._max_folds = int(max_folds)
+        self._models: OrderedDict[tuple, tuple[FinalLossModel, float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._warned: set[tuple] = set()
+        self._curves: dict[tuple, Curve | None] = {}
+
+    def __getstate__(self) -> dict:  # picklable (Ray Tune pickles its searcher): caches are rebuilt
+        state = self.__dict__.copy()
+        for key in ("_lock", "_models", "_fits", "_curves"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._models = OrderedDict()
+        self._curves = {}
+
+    # -- the decision -------------------------------------------------------------------
+    def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        try:
+            return self._prune(study, trial)
+        except Exception as e:  # never raise into the study
+            _logger.warning("ScheduleAwarePruner: trial %s kept after an internal error: %s: %s",
+                            trial.number, type(e).__name__, e)
+            return False
+
+    def _prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        values = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
+        if is_diverging(values, self._divergence_ratio):
+            return True
+        if step < self._n_warmup_steps or not self._is_check_step(step, trial):
+            return False
+        if len(study.directions) != 1 or study.direction != StudyDirection.MINIMIZE:
+            self._warn_once(("direction", study._study_id),
+                            "ScheduleAwarePruner forecasts losses: only single-objective studies that "
+                            "minimise are pruned by the model")
+            return False
+        try:
+            schedule = trial_schedule(trial)
+        except ValueError as e:
+            self._warn_once(("schedule", study._study_id, trial.number), f"ScheduleAwarePruner: {e}; not pruned by the model")
+            return False
+        lr = schedule_lr(schedule.spec())
+        curve = curve_from_points(sorted(trial.intermediate_values), values, lr, f"trial {trial.number}", self._step_unit)
+        if curve is None or curve.steps[-1] < self._min_progress * lr.size:
+            return False
+        fitted = self._model(study)
+        if fitted is None:
+            return False
+        model, best_completed = fitted
+        best = self._best(study, model, best_completed, exclude=trial.number)
+        forecast = model.forecast(curve.lr, curve.steps, curve.loss)
+        return forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin)
+
+    def _is_check_step(self, step: int, trial: FrozenTrial) -> bool:
+        if self._interval_steps == 1:
+            return True
+        lower = (step - self._n_warmup_steps) // self._interval_steps * self._interval_steps + self._n_warmup_steps
+        earlier = [s for s in trial.intermediate_values if s < step]
+        return not earlier or max(earlier) < lower
+
+    # -- reading the study --------------------------------------------------------------
+    def _finished_curves(self, study: optuna.study.Study) -> list[tuple[FrozenTrial, Curve]]:
+        out = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            key = (study._study_id, t._trial_id)
+            if key not in self._curves:  # a completed trial never changes
+                self._curves[key] = self._completed_curve(t)
+            if self._curves[key] is not None:
+                out.append((t, self._curves[key]))
+        return out
+
+    def _completed_curve(self, t: FrozenTrial) -> Curve | None:
+        if t.value is None or not math.isfinite(t.value) or not t.intermediate_values:
+            return None
+        try:
+            lr = schedule_lr(trial_schedule(t).spec())
+        except ValueError:
+            return None
+        steps = sorted(t.intermediate_values)
+        c = curve_from_points(steps, [t.intermediate_values[s] for s in steps], lr, f"trial {t.number}",
+                              self._step_unit)
+        return c if c is not None and c.steps.size >= 3 else None
+
+    def _model(self, study: optuna.study.Study) -> tuple[FinalLossModel, float] | None:
+        finished = self._finished_curves(study)
+        if len(finished) < self._n_startup_trials:
+            return None
+        key = (study._study_id, study.study_name, tuple(sorted(t._trial_id for t, _ in finished)))
+        with self._lock:
+            fitted = self._models.get(key)
+            if fitted is None:
+                model = FinalLossModel([c for _, c in finished], self._law, burn_in=self._min_progress,
+                                       min_error=self._min_error, max_folds=self._max_folds)
+                fitted = (model, min(t.value for t, _ in finished))
+                self._models[key] = fitted
+                while len(self._models) > 8:
+                    self._models.popitem(last=False)
+            else:
+                self._models.move_to_end(key)
+        return fitted
+
+    def _best(self, study: optuna.study.Study, model: FinalLossModel, best: float, exclude: int) -> float:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number == exclude or not t.intermediate_values:
+                continue
+            f = self._forecast_running(t, model)
+            if f is not None:
+                best = min(best, f.upper(self._z))
+        return best
+
+    def _forecast_running(self, t: FrozenTrial, model: FinalLossModel) -> Forecast | None:
+        try:
+            lr = schedule_lr(trial_schedule(t).spec())
+        except ValueError:
+            return None
+        steps = sorted(t.intermediate_values)
+        values = [t.intermediate_values[s] for s in steps]
+        if is_diverging(values, self._divergence_ratio):
+            return None
+        c = curve_from_points(steps, values, lr, f"trial {t.number}", self._step_unit)
+        return None if c is None else model.forecast(c.lr, c.steps, c.loss)
+
+    def _warn_once(self, key: tuple, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        _logger.warning(message)

@@ -1,0 +1,295 @@
+"""ScheduleAwareScheduler: stop a Ray Tune trial that cannot beat the best under its own LR schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import numpy as np
+from ray.tune.experiment import Trial
+from ray.tune.result import DEFAULT_METRIC
+from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
+from scipy import stats
+
+from lrtune.curves import Curve
+from lrtune.integrations._forecast import FinalLossModel, curve_from_points, is_diverging, law_factory, schedule_lr
+from lrtune.laws import Law
+from lrtune.schedules import parse_schedule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ray.tune.execution.tune_controller import TuneController
+
+__all__ = ["ScheduleAwareScheduler"]
+
+_logger = logging.getLogger("lrtune.integrations.ray")
+
+
+class ScheduleAwareScheduler(FIFOScheduler):
+    """Stop a trial whose forecast final loss, under its own LR schedule, cannot beat the best.
+
+    The rule of :class:`lrtune.integrations.optuna.ScheduleAwarePruner`: at each result a
+    loss-curve law fitted on the completed trials' curves forecasts the trial's loss at
+    the end of its schedule (``trial.config[schedule_key]``, a spec string or
+    :class:`~lrtune.schedules.Schedule`), placed at the level of its last results; the
+    forecast's standard deviation is the error the same forecast makes on the completed
+    trials (each left out in turn; forecasts that came out too high), never below
+    ``min_error``.  The trial is stopped (``STOP``) when ``final - z * error`` is above
+    ``(1 - margin)`` times the best completed trial's final ``metric`` or a running
+    trial's pessimistic forecast, ``z`` being the one-sided normal quantile of
+    ``confidence``; otherwise it continues (``CONTINUE``).  A NaN, infinite or
+    diverging metric (above ``divergence_ratio`` times the trial's lowest) is stopped at
+    once.  A trial without a schedule in its config, or with one that does not parse, is
+    never stopped by the model (a warning is logged once).  Only ``mode="min"`` is
+    modelled.  ``save`` / ``restore`` keep every trial's results, so a restored scheduler
+    decides as before.
+
+    Example:
+
+        .. code::
+
+            from ray import tune
+            from lrtune.integrations.ray import ScheduleAwareScheduler
+
+            def train(config):
+                lrs = parse_schedule(config["lr_schedule"]).lr()
+                for k, loss in enumerate(run(lrs, eval_every=200), start=1):  # your training loop
+                    tune.report({"loss": loss})                                # iteration k = step 200 k
+
+            tuner = tune.Tuner(
+                train,
+                param_space={"lr_schedule": tune.grid_search([
+                    "wsd:steps=20000,peak=1e-3,warmup=500,cooldown=0.2",
+                    "cosine:steps=20000,peak=1e-3,warmup=500"])},
+                tune_config=tune.TuneConfig(metric="loss", mode="min",
+                                            scheduler=ScheduleAwareScheduler(step_unit=200)))
+            tuner.fit()
+
+    Args:
+        metric: the loss reported by the trainable (or set by ``TuneConfig``).
+        mode: ``"min"`` (or set by ``TuneConfig``).
+        time_attr: the result field that counts progress (``"training_iteration"``).
+        schedule_key: key of the schedule spec in ``trial.config`` (``"a/b"`` for a nested key).
+        step_unit: optimizer steps per unit of ``time_attr``.
+        n_startup_trials: no model stopping until this many trials have completed (at least 2).
+        grace_period: no model stopping while ``time_attr`` is below this (its units).
+        confidence: stop when the trial beats the best with probability below
+            ``1 - confidence`` (in (0.5, 1)).
+        margin: an improvement smaller than this fraction of the best value is not worth
+            running for (0: any improvement is).
+        min_progress: no model stopping before this fraction of the trial's schedule has run;
+            the law is fitted on each completed curve from this fraction of its schedule on.
+        min_error: the smallest relative standard deviation of a forecast final loss.
+        law: a law name, an unfitted :class:`~lrtune.laws.Law` whose settings are copied, or
+            a callable returning one.
+        divergence_ratio: a metric above this many times the trial's lowest one means a
+            diverged run (stopped at once).
+        max_folds: at most this many refits to measure the forecast error when a trial completes.
+    """
+
+    def __init__(self, metric: Optional[str] = None, mode: Optional[str] = None,
+                 time_attr: str = "training_iteration", schedule_key: str = "lr_schedule", *,
+                 step_unit: float = 1, n_startup_trials: int = 4, grace_period: float = 0,
+                 confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.005,
+                 law: str | Law | Callable[[], Law] = "momentum", divergence_ratio: float = 1.2,
+                 max_folds: int = 5) -> None:
+        super().__init__()
+        if mode is not None and mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if not (isinstance(time_attr, str) and time_attr):
+            raise ValueError(f"time_attr must be a result field name, got {time_attr!r}")
+        if not (isinstance(schedule_key, str) and schedule_key):
+            raise ValueError(f"schedule_key must be a config key, got {schedule_key!r}")
+        if not (isinstance(step_unit, (int, float)) and math.isfinite(step_unit) and step_unit > 0):
+            raise ValueError(f"step_unit must be a number of optimizer steps > 0, got {step_unit!r}")
+        if not (isinstance(n_startup_trials, (int, np.integer)) and n_startup_trials >= 2):
+            raise ValueError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
+        if not (isinstance(grace_period, (int, float)) and grace_period >= 0):
+            raise ValueError(f"grace_period must be >= 0, got {grace_period!r}")
+        if not (isinstance(confidence, (int, float)) and 0.5 < confidence < 1):
+            raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
+        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
+            raise ValueError(f"margin must be a fraction of the best value in [0, 1), got {margin!r}")
+        if not (isinstance(min_progress, (int, float)) and 0 <= min_progress < 1):
+            raise ValueError(f"min_progress must be a fraction in [0, 1), got {min_progress!r}")
+        if not (isinstance(min_error, (int, float)) and 0 <= min_error < 1):
+            raise ValueError(f"min_error must be a relative error in [0, 1), got {min_error!r}")
+        if not (isinstance(divergence_ratio, (int, float)) and divergence_ratio > 1):
+            raise ValueError(f"divergence_ratio must be > 1, got {divergence_ratio!r}")
+        if not (isinstance(max_folds, (int, np.integer)) and max_folds >= 2):
+            raise ValueError(f"max_folds must be an integer >= 2, got {max_folds!r}")
+        self._metric = metric
+        self._mode = mode
+        self._time_attr = time_attr
+        self._schedule_key = schedule_key
+        self._step_unit = float(step_unit)
+        self._n_startup_trials = int(n_startup_trials)
+        self._grace_period = float(grace_period)
+        self._z = float(stats.norm.ppf(confidence))
+        self._margin = float(margin)
+        self._min_progress = float(min_progress)
+        self._min_error = float(min_error)
+        self._law = law_factory(law)
+        self._divergence_ratio = float(divergence_ratio)
+        self._max_folds = int(max_folds)
+        # state (saved): per trial id
+        self._points: dict[str, list[tuple[float, float]]] = {}
+        self._specs: dict[str, Optional[str]] = {}
+        self._completed: dict[str, float] = {}
+        self._stopped: set[str] = set()
+        self._warned: set[str] = set()
+        self._model_key: Optional[tuple] = None
+        self._model: Optional[FinalLossModel] = None
+        self._finished: dict[str, Optional[Curve]] = {}
+
+    # -- Ray Tune hooks -----------------------------------------------------------------
+    def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec: Any) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        if self._metric is None and self._mode:
+            self._metric = DEFAULT_METRIC
+        return True
+
+    def on_trial_add(self, tune_controller: "TuneController", trial: Trial) -> None:
+        if not self._metric or self._mode not in ("min", "max"):
+            raise ValueError(f"{type(self).__name__} has no metric ({self._metric!r}) or mode ({self._mode!r}): pass "
+                             "them here or to tune.TuneConfig")
+        self._specs[trial.trial_id] = self._read_spec(trial)
+        self._points.setdefault(trial.trial_id, [])
+
+    def on_trial_result(self, tune_controller: "TuneController", trial: Trial, result: dict) -> str:
+        if self._time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        try:
+            return self._decide(trial, float(result[self._time_attr]), float(result[self._metric]))
+        except Exception as e:  # never raise into the run
+            _logger.warning("ScheduleAwareScheduler: trial %s continues after an internal error: %s: %s",
+                            trial.trial_id, type(e).__name__, e)
+            return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: "TuneController", trial: Trial, result: dict) -> None:
+        tid = trial.trial_id
+        if result and self._time_attr in result and self._metric in result:
+            self._add_point(tid, float(result[self._time_attr]), float(result[self._metric]))
+        if tid in self._stopped or not self._points.get(tid):
+            return
+        final = self._points[tid][-1][1]
+        if math.isfinite(final):
+            self._completed[tid] = final
+
+    def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
+        self._stopped.add(trial.trial_id)
+
+    def on_trial_error(self, tune_controller: "TuneController", trial: Trial) -> None:
+        self._stopped.add(trial.trial_id)
+
+    def debug_string(self) -> str:
+        return (f"Using ScheduleAwareScheduler: {len(self._completed)} completed, {len(self._stopped)} stopped, "
+                f"{len(self._points) - len(self._completed) - len(self._stopped)} running.")
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {k: getattr(self, k) for k in ("_points", "_specs", "_completed", "_stopped", "_warned", "_metric", "_mode")}
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.__dict__.update(state)
+        self._model_key, self._model, self._finished = None, None, {}
+
+    # -- the decision -------------------------------------------------------------------
+    def _decide(self, trial: Trial, t: float, value: float) -> str:
+        tid = trial.trial_id
+        if tid not in self._specs:
+            self._specs[tid] = self._read_spec(trial)
+        self._add_point(tid, t, value)
+        values = [v for _, v in self._points[tid]]
+        if is_diverging(values, self._divergence_ratio):
+            return self._stop(tid)
+        if self._mode != "min":
+            self._warn_once("mode", "ScheduleAwareScheduler forecasts losses: only mode='min' is stopped by the model")
+            return TrialScheduler.CONTINUE
+        if t < self._grace_period:
+            return TrialScheduler.CONTINUE
+        curve = self._curve(tid)
+        if curve is None or curve.steps[-1] < self._min_progress * curve.horizon:
+            return TrialScheduler.CONTINUE
+        model = self._fitted()
+        if model is None:
+            return TrialScheduler.CONTINUE
+        best = min(self._completed[k] for k in self._model_key)
+        for other, pts in self._points.items():
+            if other == tid or other in self._completed or other in self._stopped or not pts:
+                continue
+            c = self._curve(other, warn=False)
+            if c is None or is_diverging([v for _, v in pts], self._divergence_ratio):
+                continue
+            f = model.forecast(c.lr, c.steps, c.loss)
+            if f is not None:
+                best = min(best, f.upper(self._z))
+        forecast = model.forecast(curve.lr, curve.steps, curve.loss)
+        if forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin):
+            return self._stop(tid)
+        return TrialScheduler.CONTINUE
+
+    def _stop(self, tid: str) -> str:
+        self._stopped.add(tid)
+        return TrialScheduler.STOP
+
+    def _add_point(self, tid: str, t: float, value: float) -> None:
+        pts = self._points.setdefault(tid, [])
+        if pts and pts[-1][0] == t:
+            pts[-1] = (t, value)
+        else:
+            pts.append((t, value))
+
+    def _read_spec(self, trial: Trial) -> Optional[str]:
+        node: Any = trial.config
+        for part in self._schedule_key.split("/"):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+        try:
+            return parse_schedule(node).spec()
+        except (ValueError, TypeError):
+            return f"!{node!r}"  # malformed: warned at the first check
+
+    def _curve(self, tid: str, warn: bool = True) -> Optional[Curve]:
+        spec = self._specs.get(tid)
+        if spec is None or spec.startswith("!"):
+            if warn:
+                what = "has no" if spec is None else f"has a malformed ({spec[1:]})"
+                self._warn_once(tid, f"ScheduleAwareScheduler: trial {tid} {what} schedule in config[{self._schedule_key!r}]; "
+                                     "not stopped by the model")
+            return None
+        lr = schedule_lr(spec)
+        pts = self._points[tid]
+        return curve_from_points([p[0] for p in pts], [p[1] for p in pts], lr, tid, self._step_unit)
+
+    def _fitted(self) -> Optional[FinalLossModel]:
+        finished = {}
+        for tid in sorted(self._completed):
+            if tid not in self._finished:  # a completed trial never changes
+                c = self._curve(tid, warn=False)
+                self._finished[tid] = c if c is not None and c.steps.size >= 3 else None
+            if self._finished[tid] is not None:
+                finished[tid] = self._finished[tid]
+        if len(finished) < self._n_startup_trials:
+            return None
+        key = tuple(finished)
+        if key != self._model_key:
+            self._model = FinalLossModel(list(finished.values()), self._law, burn_in=self._min_progress,
+                                         min_error=self._min_error, max_folds=self._max_folds)
+            self._model_key = key
+        return self._model
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            _logger.warning(message)

@@ -1,0 +1,266 @@
+"""ScheduleAwarePruner on real Optuna studies replaying real loss curves (Schaipp 124M runs)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrtune.datasets import load_schaipp
+from lrtune.integrations.optuna import SCHEDULE_ATTR, ScheduleAwarePruner, record_schedule
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# 15k-step runs: WSD (linear cooldown 0.1, 0.4, 0.6, 0.9) at 3 peak LRs and cosine at 2.
+SUBSET = [("wsd", c, lr) for c in ("0.1", "0.4", "0.6", "0.9") for lr in ("0.0005", "0.001", "0.002")] + \
+         [("cosine", "0.0", "0.001"), ("cosine", "0.0", "0.002")]
+
+
+def spec_of(meta: dict) -> str:
+    h, lr = int(meta["horizon"]), float(meta["base_lr"])
+    if meta["schedule"] == "wsd":
+        shape = {"linear": "linear", "sqrt": "1-sqrt"}[meta["decay_type"]]
+        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape={shape}"
+    if meta["schedule"] == "constant":
+        return f"constant:steps={h},peak={lr},warmup=301,start=0.01"
+    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
+
+
+def grid_15k() -> list:
+    curves = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", decay_type="linear")
+    curves += load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", schedule="cosine")
+    picked = {}
+    for c in sorted(curves, key=lambda c: c.name):
+        key = (c.meta["schedule"], c.meta["cooldown_frac"], c.meta["base_lr"])
+        if key in SUBSET and key not in picked:
+            picked[key] = c
+    return [picked[k] for k in SUBSET]
+
+
+CURVES = grid_15k()
+ORDER = np.random.default_rng(3).permutation(len(CURVES))
+
+
+def replay(trial: optuna.Trial, curve, spec: str | None) -> float:
+    if spec is not None:
+        trial.set_user_attr(SCHEDULE_ATTR, spec)
+    for s, v in zip(curve.steps.tolist(), curve.loss.tolist()):
+        trial.report(v, s)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return float(curve.loss[-1])
+
+
+def _worker(storage: str, n_trials: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="replay", storage=storage, pruner=ScheduleAwarePruner(),
+                              sampler=optuna.samplers.RandomSampler())
+
+    def objective(trial: optuna.Trial) -> float:
+        i = int(ORDER[trial.number])
+        trial.set_user_attr("run", i)
+        return replay(trial, CURVES[i], spec_of(CURVES[i].meta))
+
+    study.optimize(objective, n_trials=n_trials)
+
+
+def test_three_processes_on_sqlite_prune_the_grid_keep_its_best_run_and_lose_no_value(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="replay", storage=storage, direction="minimize")
+    n = len(CURVES)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(storage, k)) for k in (n // 3 + n % 3, n // 3, n // 3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+        assert p.exitcode == 0
+    trials = optuna.load_study(study_name="replay", storage=storage).trials
+    assert len(trials) == n
+    states = [t.state for t in trials]
+    assert states.count(TrialState.PRUNED) >= 3
+    finals = np.array([c.loss[-1] for c in CURVES])
+    best_run = int(np.argmin(finals))
+    by_run = {t.user_attrs["run"]: t for t in trials}
+    assert by_run[best_run].state == TrialState.COMPLETE
+    assert sorted(by_run) == list(range(n))
+    used = sum(t.last_step for t in trials)
+    assert used < 0.9 * sum(int(c.steps[-1]) for c in CURVES)
+    for run, t in by_run.items():  # every reported value is in storage, unchanged
+        c = CURVES[run]
+        keep = c.steps <= t.last_step
+        assert sorted(t.intermediate_values) == c.steps[keep].tolist()
+        assert np.array_equal([t.intermediate_values[s] for s in c.steps[keep].tolist()], c.loss[keep])
+
+
+def _completed_study(runs: list[int], pruner: optuna.pruners.BasePruner, storage=None) -> optuna.Study:
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner(), storage=storage)
+    for i in runs:
+        study.optimize(lambda t, i=i: replay(t, CURVES[i], spec_of(CURVES[i].meta)), n_trials=1)
+    study.pruner = pruner
+    return study
+
+
+def _first_pruned_step(study: optuna.Study, curve, spec: str | None) -> int | None:
+    trial = study.ask()
+    if spec is not None:
+        trial.set_user_attr(SCHEDULE_ATTR, spec)
+    for s, v in zip(curve.steps.tolist(), curve.loss.tolist()):
+        trial.report(v, s)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            return s
+    study.tell(trial, float(curve.loss[-1]))
+    return None
+
+
+def _index(schedule: str, cooldown: str, lr: str) -> int:
+    return SUBSET.index((schedule, cooldown, lr))
+
+
+def test_best_wsd_run_is_kept_through_its_stable_phase_where_the_median_rule_prunes_it():
+    # The best run anneals late (60 % cooldown at the highest LR): before its cooldown it
+    # is above the median of completed runs that anneal earlier; its final loss is the lowest.
+    best = _index("wsd", "0.6", "0.002")
+    assert best == int(np.argmin([c.loss[-1] for c in CURVES]))
+    others = [_index("cosine", "0.0", "0.001"), _index("wsd", "0.9", "0.0005"), _index("wsd", "0.9", "0.001"),
+              _index("wsd", "0.4", "0.0005"), _index("wsd", "0.6", "0.0005")]
+    median = _completed_study(others, optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1500))
+    assert _first_pruned_step(median, CURVES[best], spec_of(CURVES[best].meta)) is not None
+    ours = _completed_study(others, ScheduleAwarePruner())
+    assert _first_pruned_step(ours, CURVES[best], spec_of(CURVES[best].meta)) is None
+    # ... while a clearly worse run under the same model is pruned early
+    bad = _index("wsd", "0.1", "0.0005")
+    step = _first_pruned_step(ours, CURVES[bad], spec_of(CURVES[bad].meta))
+    assert step is not None and step < 0.5 * CURVES[bad].horizon
+
+
+def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startup():
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner())
+    c = CURVES[0]
+    for bad in (float("nan"), float("inf")):
+        t = study.ask()
+        t.report(float(c.loss[0]), int(c.steps[0]))
+        assert not t.should_prune()
+        t.report(bad, int(c.steps[1]))
+        assert t.should_prune()
+        study.tell(t, state=TrialState.PRUNED)
+    # a real diverged run: cosine at peak LR 5e-3 (50k steps) climbs from 5.2 to 7.5
+    diverged = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="50000", base_lr="0.005")[0]
+    step = _first_pruned_step(study, diverged, spec_of(diverged.meta))
+    rising = diverged.loss > 1.2 * np.minimum.accumulate(diverged.loss)
+    assert step == diverged.steps[np.argmax(rising)]
+
+
+def test_trial_without_or_with_a_malformed_schedule_is_not_pruned_by_the_model_and_warned_once(caplog):
+    bad = _index("wsd", "0.1", "0.0005")
+    others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002"),
+              _index("wsd", "0.9", "0.001")]
+    study = _completed_study(others, ScheduleAwarePruner())
+    assert _first_pruned_step(study, CURVES[bad], spec_of(CURVES[bad].meta)) is not None  # with its schedule
+    for spec in (None, "wsd:steps=15000,peak=oops", "not a spec"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+            assert _first_pruned_step(study, CURVES[bad], spec) is None
+        warnings = [r for r in caplog.records if "not pruned by the model" in r.getMessage()]
+        assert len(warnings) == 1
+
+
+def test_an_internal_failure_is_logged_and_keeps_the_trial(caplog):
+    def broken_law():
+        raise RuntimeError("law exploded")
+
+    others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002"),
+              _index("wsd", "0.9", "0.001")]
+    study = _completed_study(others, ScheduleAwarePruner(law=broken_law))
+    bad = _index("wsd", "0.1", "0.0005")
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert _first_pruned_step(study, CURVES[bad], spec_of(CURVES[bad].meta)) is None
+    assert any("law exploded" in r.getMessage() for r in caplog.records)
+
+
+def test_decision_is_a_function_of_storage_so_a_restarted_pruner_decides_the_same(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'restart.db'}"
+    others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002"),
+              _index("wsd", "0.9", "0.001")]
+    study = _completed_study(others, ScheduleAwarePruner(), storage=storage)
+    bad = _index("wsd", "0.1", "0.0005")
+    c = CURVES[bad]
+    trial = study.ask()
+    record_schedule(trial, spec_of(c.meta))
+    decisions = []
+    for s, v in zip(c.steps.tolist()[:30], c.loss.tolist()[:30]):
+        trial.report(v, s)
+        decisions.append(trial.should_prune())
+    assert any(decisions)
+    # a new process: a fresh pruner on the loaded study sees the same trials and decides the same
+    reloaded = optuna.load_study(study_name=study.study_name, storage=storage, pruner=ScheduleAwarePruner())
+    frozen = reloaded.trials[-1]
+    assert frozen.state == TrialState.RUNNING
+    assert reloaded.pruner.prune(reloaded, frozen) == decisions[-1]
+
+
+def test_steps_reported_as_evaluation_indices_with_step_unit_decide_like_optimizer_steps():
+    others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002"),
+              _index("wsd", "0.9", "0.001")]
+    bad = _index("wsd", "0.1", "0.001")
+    c = CURVES[bad]
+    steps_opt = _first_pruned_step(_completed_study(others, ScheduleAwarePruner()), c, spec_of(c.meta))
+
+    def by_index(trial, i):  # reports the k-th evaluation (every 200 optimizer steps) as step k
+        trial.set_user_attr(SCHEDULE_ATTR, spec_of(CURVES[i].meta))
+        for s, v in zip(CURVES[i].steps.tolist(), CURVES[i].loss.tolist()):
+            trial.report(v, s // 200)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(CURVES[i].loss[-1])
+
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner(step_unit=200))
+    for i in others + [bad]:
+        study.optimize(lambda t, i=i: by_index(t, i), n_trials=1)
+    last = study.trials[-1]
+    assert last.state == TrialState.PRUNED and steps_opt is not None
+    assert last.last_step * 200 == steps_opt
+
+
+def test_no_model_pruning_before_startup_warmup_or_min_progress():
+    c = CURVES[_index("wsd", "0.1", "0.0005")]
+    others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002")]
+    assert _first_pruned_step(_completed_study(others, ScheduleAwarePruner()), c, spec_of(c.meta)) is None
+    others.append(_index("wsd", "0.9", "0.001"))
+    step = _first_pruned_step(_completed_study(others, ScheduleAwarePruner(n_warmup_steps=6000)), c, spec_of(c.meta))
+    assert step is not None and step >= 6000
+    step = _first_pruned_step(_completed_study(others, ScheduleAwarePruner(min_progress=0.3)), c, spec_of(c.meta))
+    assert step is not None and step >= 0.3 * c.horizon
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_startup_trials": 1}, "n_startup_trials must be an integer >= 2, got 1"),
+    ({"n_warmup_steps": -1}, "n_warmup_steps must be an integer >= 0, got -1"),
+    ({"interval_steps": 0}, "interval_steps must be an integer >= 1, got 0"),
+    ({"confidence": 1.0}, "confidence must be in (0.5, 1), got 1.0"),
+    ({"min_progress": 1.5}, "min_progress must be a fraction in [0, 1), got 1.5"),
+    ({"min_error": -0.1}, "min_error must be a relative error in [0, 1), got -0.1"),
+    ({"step_unit": 0}, "step_unit must be a number of optimizer steps > 0, got 0"),
+    ({"law": "nolaw"}, "unknown law 'nolaw'"),
+    ({"divergence_ratio": 1.0}, "divergence_ratio must be > 1, got 1.0"),
+])
+def test_arguments_are_validated_with_their_name_and_value(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        ScheduleAwarePruner(**kwargs)
+    assert message in str(e.value)
+
+
+def test_record_schedule_stores_a_canonical_spec_and_rejects_a_bad_one():
+    study = optuna.create_study()
+    t = study.ask()
+    s = record_schedule(t, "wsd:steps=1000,peak=1e-3,warmup=10,cooldown=0.2")
+    assert study.trials[0].user_attrs[SCHEDULE_ATTR] == s.spec()
+    assert math.isclose(s.lr().max(), 1e-3)
+    with pytest.raises(ValueError, match="unknown schedule family"):
+        record_schedule(t, "bogus:steps=10,peak=1")

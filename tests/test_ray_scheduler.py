@@ -1,0 +1,224 @@
+"""ScheduleAwareScheduler: stub trials replaying real curves, and one real Ray Tune run."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+from ray.tune.experiment import Trial  # noqa: E402
+from ray.tune.schedulers import TrialScheduler  # noqa: E402
+
+from lrtune.datasets import load_schaipp  # noqa: E402
+from lrtune.integrations.optuna import ScheduleSpace, suggest_schedule  # noqa: E402
+from lrtune.integrations.ray import ScheduleAwareScheduler  # noqa: E402
+
+SUBSET = [("wsd", c, lr) for c in ("0.1", "0.4", "0.6", "0.9") for lr in ("0.0005", "0.001", "0.002")] + \
+         [("cosine", "0.0", "0.001"), ("cosine", "0.0", "0.002")]
+
+
+def spec_of(meta: dict) -> str:
+    h, lr = int(meta["horizon"]), float(meta["base_lr"])
+    if meta["schedule"] == "wsd":
+        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape=linear"
+    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
+
+
+def grid_15k() -> list:
+    curves = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", decay_type="linear")
+    curves += load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", schedule="cosine")
+    picked = {}
+    for c in sorted(curves, key=lambda c: c.name):
+        key = (c.meta["schedule"], c.meta["cooldown_frac"], c.meta["base_lr"])
+        if key in SUBSET and key not in picked:
+            picked[key] = c
+    return [picked[k] for k in SUBSET]
+
+
+CURVES = grid_15k()
+
+
+def stub(i: int, config: dict | None = None) -> Trial:
+    return Trial("__fake", config={"lr_schedule": spec_of(CURVES[i].meta)} if config is None else config,
+                 stub=True)
+
+
+def run_trial(scheduler: ScheduleAwareScheduler, trial: Trial, curve) -> tuple[list[str], int]:
+    """Feed a curve's results (one per evaluation: iteration k = step 200 k); stop on STOP."""
+    scheduler.on_trial_add(None, trial)
+    decisions, result = [], {}
+    for k, v in enumerate(curve.loss.tolist(), start=1):
+        result = {"loss": v, "training_iteration": k}
+        decisions.append(scheduler.on_trial_result(None, trial, result))
+        if decisions[-1] == TrialScheduler.STOP:
+            break
+    scheduler.on_trial_complete(None, trial, result)
+    return decisions, len(decisions)
+
+
+def test_replayed_grid_stops_worse_trials_and_never_the_best_one():
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    order = np.random.default_rng(3).permutation(len(CURVES))
+    best = int(np.argmin([c.loss[-1] for c in CURVES]))
+    used, stopped = 0, []
+    for i in order:
+        decisions, n = run_trial(scheduler, stub(int(i)), CURVES[i])
+        assert set(decisions) <= {TrialScheduler.CONTINUE, TrialScheduler.STOP}
+        assert TrialScheduler.STOP not in decisions[:-1]
+        used += n
+        if decisions[-1] == TrialScheduler.STOP:
+            stopped.append(int(i))
+    assert best not in stopped
+    assert len(stopped) >= 3
+    assert used < 0.9 * sum(c.loss.size for c in CURVES)
+    # every stopped trial is worse than the best completed one
+    finals = np.array([c.loss[-1] for c in CURVES])
+    assert all(finals[i] > finals[best] for i in stopped)
+
+
+def test_nan_or_diverging_metric_stops_at_once():
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min")
+    trial = stub(0)
+    scheduler.on_trial_add(None, trial)
+    assert scheduler.on_trial_result(None, trial, {"loss": 5.0, "training_iteration": 1}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, trial, {"loss": float("nan"), "training_iteration": 2}) == TrialScheduler.STOP
+    trial = stub(1)
+    scheduler.on_trial_add(None, trial)
+    for k, v in enumerate([5.0, 4.0, 4.5, 4.79], start=1):  # up to 1.2 times the lowest: a bump
+        assert scheduler.on_trial_result(None, trial, {"loss": v, "training_iteration": k}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, trial, {"loss": 4.81, "training_iteration": 5}) == TrialScheduler.STOP
+
+
+def _warmed_up(n: int = 4) -> ScheduleAwareScheduler:
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    for i in (SUBSET.index(("wsd", "0.6", "0.002")), SUBSET.index(("wsd", "0.4", "0.001")),
+              SUBSET.index(("cosine", "0.0", "0.002")), SUBSET.index(("wsd", "0.9", "0.001")))[:n]:
+        run_trial(scheduler, stub(i), CURVES[i])
+    return scheduler
+
+
+BAD = SUBSET.index(("wsd", "0.1", "0.0005"))
+
+
+def test_missing_or_malformed_schedule_continues_and_is_warned_once(caplog):
+    scheduler = _warmed_up()
+    decisions, _ = run_trial(scheduler, stub(BAD), CURVES[BAD])
+    assert decisions[-1] == TrialScheduler.STOP  # with its schedule the bad run is stopped
+    for config in ({}, {"lr_schedule": "wsd:steps=15000,peak=oops"}, {"lr_schedule": 42}):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+            decisions, n = run_trial(scheduler, stub(BAD, config), CURVES[BAD])
+        assert TrialScheduler.STOP not in decisions and n == CURVES[BAD].loss.size
+        assert len([r for r in caplog.records if "not stopped by the model" in r.getMessage()]) == 1
+
+
+def test_save_and_restore_keep_the_decisions(tmp_path):
+    scheduler = _warmed_up()
+    path = str(tmp_path / "scheduler.pkl")
+    scheduler.save(path)
+    restored = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    restored.restore(path)
+    a, b = stub(BAD), stub(BAD)
+    for s in (scheduler, restored):
+        s.on_trial_add(None, a if s is scheduler else b)
+    for k, v in enumerate(CURVES[BAD].loss.tolist(), start=1):
+        r = {"loss": v, "training_iteration": k}
+        da, db = scheduler.on_trial_result(None, a, r), restored.on_trial_result(None, b, r)
+        assert da == db
+        if da == TrialScheduler.STOP:
+            break
+    assert da == TrialScheduler.STOP
+
+
+def test_a_nested_schedule_key_is_read():
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200, schedule_key="opt/lr_schedule")
+    for i in (SUBSET.index(("wsd", "0.6", "0.002")), SUBSET.index(("wsd", "0.4", "0.001")),
+              SUBSET.index(("cosine", "0.0", "0.002")), SUBSET.index(("wsd", "0.9", "0.001")), BAD):
+        decisions, _ = run_trial(scheduler, stub(i, {"opt": {"lr_schedule": spec_of(CURVES[i].meta)}}), CURVES[i])
+    assert decisions[-1] == TrialScheduler.STOP
+
+
+def test_metric_and_mode_are_required_and_arguments_validated():
+    with pytest.raises(ValueError, match="no metric"):
+        ScheduleAwareScheduler().on_trial_add(None, stub(0))
+    s = ScheduleAwareScheduler()
+    assert s.set_search_properties("loss", "min")
+    s.on_trial_add(None, stub(0))
+    for kwargs, message in [({"mode": "minimize"}, "mode must be 'min' or 'max', got 'minimize'"),
+                            ({"step_unit": 0}, "step_unit must be a number of optimizer steps > 0, got 0"),
+                            ({"n_startup_trials": 1}, "n_startup_trials must be an integer >= 2, got 1"),
+                            ({"confidence": 0.2}, "confidence must be in (0.5, 1), got 0.2"),
+                            ({"grace_period": -1}, "grace_period must be >= 0, got -1")]:
+        with pytest.raises(ValueError) as e:
+            ScheduleAwareScheduler(**kwargs)
+        assert message in str(e.value)
+
+
+# -- the real run: Optuna's define-by-run space picks the real run nearest to the proposal
+# (module level: OptunaSearch pickles its space when it checkpoints)
+SPACE = ScheduleSpace(steps=15000, peak_lr=(5e-4, 2e-3), families=("wsd", "cosine"), cooldown=(0.1, 0.9), warmup=301)
+
+
+def nearest(params: dict) -> int:
+    def distance(c):
+        m = c.meta
+        d = abs(math.log(float(m["base_lr"]) / params["peak_lr"]))
+        d += 100 * (m["schedule"] != params.get("schedule", "wsd"))
+        if m["schedule"] == "wsd" and "cooldown_fraction" in params:
+            d += abs(float(m["cooldown_frac"]) - params["cooldown_fraction"])
+        return d
+    return min(range(len(CURVES)), key=lambda i: distance(CURVES[i]))
+
+
+def define_by_run(trial) -> dict:
+    suggest_schedule(trial, SPACE)
+    i = nearest(trial.params)
+    return {"run": i, "lr_schedule": spec_of(CURVES[i].meta)}
+
+
+def test_real_tune_run_with_optuna_search_driven_by_the_schedule_sampler(tmp_path):
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from lrtune.integrations.optuna import ScheduleSampler
+
+    losses = {i: c.loss.tolist() for i, c in enumerate(CURVES)}
+
+    def trainable(config):
+        for v in losses[config["run"]]:
+            tune.report({"loss": v})
+
+    sampler = ScheduleSampler(SPACE, n_startup_trials=3, step_unit=200, seed=0)
+    searcher = OptunaSearch(space=define_by_run, metric="loss", mode="min", sampler=sampler)
+    scheduler = ScheduleAwareScheduler(step_unit=200, n_startup_trials=3)
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False,
+             logging_level=logging.ERROR)
+    try:
+        results = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(metric="loss", mode="min", search_alg=searcher, scheduler=scheduler,
+                                        num_samples=8, max_concurrent_trials=2),
+            run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert len(results) == 8 and not results.errors
+    assert all(r.metrics["training_iteration"] <= CURVES[0].loss.size for r in results)
+    assert len(scheduler._completed) + len(scheduler._stopped) == 8  # the scheduler saw every trial
+    # the searcher's study holds every trial; after 3 completed ones the law proposed the schedules
+    trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 8 and all("peak_lr" in t.params and t.intermediate_values for t in trials)
+    assert sampler._fits
+    finals = [c.loss[-1] for c in CURVES]
+    assert results.get_best_result().metrics["loss"] <= np.quantile(finals, 0.5)
