@@ -36,20 +36,8 @@ PUBLISHED = {
     "multipower": {"25M": (0.110, 0.41, 0.9988), "100M": (0.142, 0.58, 0.9983), "400M": (0.168, 0.995, 0.9978)},
     "momentum": {"25M": (0.16, None, None), "100M": (0.17, None, None), "400M": (0.25, None, None)},
 }
-OUT: list[str] = []
+from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-
-def emit(text: str = "") -> None:
-    print(text)
-    OUT.append(text)
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    emit("| " + " | ".join(header) + " |")
-    emit("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        emit("| " + " | ".join(r) + " |")
-    emit()
 
 
 def metrics(pred: np.ndarray, loss: np.ndarray) -> tuple[float, float, float]:

@@ -33,20 +33,8 @@ from lrtune.schedules import WSD, parse_schedule
 COMMAND = "python benchmarks/speed.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = ("linear", "1-sqrt", "cosine")
-OUT: list[str] = []
+from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-
-def emit(text: str = "") -> None:
-    print(text)
-    OUT.append(text)
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    emit("| " + " | ".join(header) + " |")
-    emit("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        emit("| " + " | ".join(r) + " |")
-    emit()
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:

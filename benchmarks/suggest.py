@@ -38,20 +38,8 @@ from lrtune.suggest import observed_warmup, predict_batch, suggest
 COMMAND = "python benchmarks/suggest.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = 50000
-OUT: list[str] = []
+from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-
-def emit(text: str = "") -> None:
-    print(text)
-    OUT.append(text)
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    emit("| " + " | ".join(header) + " |")
-    emit("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        emit("| " + " | ".join(r) + " |")
-    emit()
 
 
 def run_shape(meta: dict) -> tuple[str, float]:

@@ -37,20 +37,8 @@ from lrtune.transfer import PeakLRSweep, PeakLRTransfer, extend_horizon, rewarm_
 COMMAND = "python benchmarks/transfer.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 COOLDOWNS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
-OUT: list[str] = []
+from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
-
-def emit(text: str = "") -> None:
-    print(text)
-    OUT.append(text)
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    emit("| " + " | ".join(header) + " |")
-    emit("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        emit("| " + " | ".join(r) + " |")
-    emit()
 
 
 # -- data --------------------------------------------------------------------------------
