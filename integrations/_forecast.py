@@ -11,12 +11,19 @@ Shared by the Optuna pruner and the Ray Tune scheduler.  The rule:
 * the forecast error is measured on the finished runs themselves: each is left out
   (leave-one-out, or ``max_folds`` folds when there are more runs), the law refitted on
   the rest, and the left-out run's final loss forecast from each fraction of its
-  horizon.  Errors of each sign are kept apart, since the law's errors are not
-  symmetric (it may forecast one kind of schedule too low, another too high): at the
-  trial's fraction, ``above = sqrt(2 * mean(max(e, 0)^2))`` (the RMS when errors are
-  symmetric) is the standard deviation of a forecast that is too high, which is what
-  could prune a run that would have won, and ``below`` the same for forecasts that are
-  too low, which bounds a running competitor from above; neither goes below
+  horizon, giving its relative error at each fraction;
+* the law's errors depend on the schedule (it may forecast the drop of a short cooldown
+  too small and that of a long one too large), so a trial's forecast is corrected by the
+  errors of the finished runs whose schedules are like its own: weighted by similarity
+  (LR shape over the horizon, and peak LR), their mean error at the trial's fraction is
+  the forecast's bias, and the spread of their bias-corrected errors its standard
+  deviation, with errors of each sign kept apart: ``above`` (forecasts too high, which
+  could prune a run that would have won) and ``below`` (too low, which bounds a running
+  competitor from above).  Both are shrunk toward a prior with the weight of
+  ``PRIOR_WEIGHT`` runs: half the loss drop the law expects from the trial's annealing
+  still to come, or the error of all finished runs at that fraction when larger.  So a
+  schedule unlike every finished run (a WSD trial when only cosine runs have finished)
+  gets a wide error and is not stopped on the law's word alone; neither side goes below
   ``min_error``.
 
 All of it is a pure function of the finished curves, cached by the caller on their ids.
@@ -27,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -35,13 +43,32 @@ from lrtune.curves import Curve
 from lrtune.laws import Law, make_law
 from lrtune.schedules import parse_schedule
 
-__all__ = ["ANCHOR_POINTS", "FinalLossModel", "Forecast", "curve_from_points", "horizon_fractions", "is_diverging",
+__all__ = ["ANCHOR_POINTS", "CacheFreePickle", "FinalLossModel", "check_forecast_args", "Forecast", "curve_from_points", "horizon_fractions", "is_diverging",
            "law_factory", "schedule_lr"]
 
 #: Reported losses averaged to place a trial's curve relative to the law.
 ANCHOR_POINTS = 3
+#: The prior standard deviation of a forecast, for a schedule unlike every finished
+#: run: this fraction of the loss drop the law predicts from the run's annealing still to
+#: come (its final loss under its own schedule against holding its current LR to the
+#: end), or the error of all finished runs at that progress when larger; it has the
+#: weight of PRIOR_WEIGHT finished runs.
+PRIOR_CHANGE = 0.5
+PRIOR_WEIGHT = 0.05
+#: Two schedules are alike when their LR shapes (LR over peak on 200 points of the
+#: horizon) differ by less than SHAPE_SCALE in RMS and their peaks by less than a factor
+#: exp(LOG_PEAK_SCALE).
+SHAPE_SCALE = 0.2
+LOG_PEAK_SCALE = 1.0
 #: Fractions of the horizon at which the forecast error is measured.
 _FRACTIONS = np.round(np.linspace(0.05, 1.0, 20), 4)
+
+
+def schedule_shape(lr: np.ndarray, points: int = 200) -> np.ndarray:
+    """A schedule's LR over its peak at ``points`` evenly spaced fractions of its horizon."""
+    lr = np.asarray(lr, dtype=float)
+    at = (np.arange(points) * lr.size) // points
+    return lr[at] / lr.max()
 
 
 def horizon_fractions() -> np.ndarray:
@@ -84,6 +111,52 @@ def law_factory(law: str | Law | Callable[[], Law]) -> Callable[[], Law]:
     """A function returning a fresh, unfitted law: from a name (``"momentum"``), a law
     instance (its settings are copied) or a callable."""
     return _LawFactory(law)
+
+
+_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "n_startup_trials": (lambda v: isinstance(v, (int, np.integer)) and v >= 2, "an integer >= 2"),
+    "n_warmup_steps": (lambda v: isinstance(v, (int, np.integer)) and v >= 0, "an integer >= 0"),
+    "interval_steps": (lambda v: isinstance(v, (int, np.integer)) and v >= 1, "an integer >= 1"),
+    "grace_period": (lambda v: isinstance(v, (int, float)) and v >= 0, ">= 0"),
+    "confidence": (lambda v: isinstance(v, (int, float)) and 0.5 < v < 1, "in (0.5, 1)"),
+    "margin": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a fraction of the best value in [0, 1)"),
+    "min_progress": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "min_error": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a relative error in [0, 1)"),
+    "step_unit": (lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+                  "a number of optimizer steps > 0"),
+    "divergence_ratio": (lambda v: isinstance(v, (int, float)) and v > 1, "> 1"),
+    "max_folds": (lambda v: isinstance(v, (int, np.integer)) and v >= 2, "an integer >= 2"),
+}
+
+
+def check_forecast_args(**kwargs: object) -> None:
+    """Raise a ValueError naming the first argument (of the pruner, scheduler or sampler)
+    outside its range."""
+    for name, value in kwargs.items():
+        ok, what = _CHECKS[name]
+        if isinstance(value, bool) or not ok(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+class CacheFreePickle:
+    """Pickles without the lock and the caches named in ``_TRANSIENT`` (Ray Tune pickles
+    its scheduler and searcher); :meth:`_reset` rebuilds them after unpickling."""
+
+    _TRANSIENT: tuple[str, ...] = ()
+
+    def _reset(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in ("_lock",) + self._TRANSIENT:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._reset()
 
 
 def is_diverging(values: Sequence[float], ratio: float) -> bool:
@@ -144,15 +217,20 @@ class FinalLossModel:
     """
 
     def __init__(self, curves: Sequence[Curve], law: Callable[[], Law], *, burn_in: float,
-                 min_error: float, max_folds: int) -> None:
+                 min_error: float, max_folds: int, local: bool = True, prior_change: float = PRIOR_CHANGE) -> None:
         if len(curves) < 2:
             raise ValueError(f"the forecast model needs at least 2 finished curves, got {len(curves)}")
         self.burn_in = burn_in
         self.min_error = min_error
+        self.local = local
+        self.prior_change = prior_change
         self._make_law = law
         self.law_ = self._fit(curves)
         self.fractions_ = horizon_fractions()
         self.error_profile_, self.n_folds_ = self._cross_validate(list(curves), max_folds)
+        self._shapes = np.stack([schedule_shape(c.lr) for c in curves])
+        self._log_peaks = np.array([math.log(float(np.max(c.lr))) for c in curves])
+        self._residuals_ = self._local_residuals()
 
     def _fit(self, curves: Sequence[Curve]) -> Law:
         return self._make_law().fit([_after(c, self.burn_in * c.horizon) for c in curves])
@@ -167,6 +245,9 @@ class FinalLossModel:
             for i in fold:
                 errors.append(self._relative_errors(law, curves[i]))
         err = np.asarray(errors)
+        self.errors_ = np.full_like(err, np.nan)  # by run, in the order of ``curves``
+        for row, i in enumerate(i for fold in folds for i in fold):
+            self.errors_[i] = err[row]
         seen = np.isfinite(err)
         n = seen.sum(axis=0)
         profiles = []
@@ -205,8 +286,61 @@ class FinalLossModel:
         at = np.append(steps[-ANCHOR_POINTS:], horizon)
         pred = self.law_.predict(lr, at)
         final = _anchored(pred[:-1], loss[-ANCHOR_POINTS:], pred[-1])
-        above, below = (float(np.interp(progress, self.fractions_, p)) * abs(final) for p in self.error_profile_)
-        return Forecast(final, above, below, progress)
+        if not self.local:
+            above, below = (float(np.interp(progress, self.fractions_, p)) * abs(final) for p in self.error_profile_)
+            return Forecast(final, above, below, progress)
+        held = np.concatenate([lr[:int(steps[-1])], np.full(horizon - int(steps[-1]), lr[int(steps[-1]) - 1])])
+        change = abs(float(self.law_.predict(held, [horizon])[0]) - pred[-1]) / abs(final)  # the annealing to come
+        pooled = [float(np.interp(progress, self.fractions_, p)) for p in self.error_profile_]
+        bias, above, below = self._local_error(lr, progress, [max(p, self.prior_change * change) for p in pooled])
+        final = final / (1.0 + bias)
+        return Forecast(final, above * abs(final), below * abs(final), progress)
+
+    # -- errors of similar schedules -----------------------------------------------------
+    def _similarity(self, shape: np.ndarray, log_peak: float) -> np.ndarray:
+        d2 = np.mean((self._shapes - shape) ** 2, axis=1) / SHAPE_SCALE ** 2
+        d2 = d2 + (self._log_peaks - log_peak) ** 2 / LOG_PEAK_SCALE ** 2
+        return np.exp(-d2)
+
+    def _at(self, values: np.ndarray, progress: float) -> np.ndarray:
+        """Per-run values of a (runs x fractions) array at ``progress`` (NaN where unseen)."""
+        j = int(np.clip(np.searchsorted(self.fractions_, progress, side="right") - 1, 0, self.fractions_.size - 1))
+        return values[:, j]
+
+    def _local_residuals(self) -> np.ndarray:
+        """Each run's cross-validated error minus the bias its similar runs would have
+        given it (the run itself left out): the errors of the corrected forecast."""
+        n = len(self._shapes)
+        out = np.full_like(self.errors_, np.nan)
+        for i in range(n):
+            w = self._similarity(self._shapes[i], self._log_peaks[i])
+            w[i] = 0.0
+            out[i] = self.errors_[i] - self._bias(w, self.errors_)
+        return out
+
+    def _bias(self, w: np.ndarray, errors: np.ndarray) -> np.ndarray:
+        seen = np.isfinite(errors)
+        wv = w[:, None] * seen
+        return (wv * np.where(seen, errors, 0.0)).sum(axis=0) / (wv.sum(axis=0) + PRIOR_WEIGHT)
+
+    def _local_error(self, lr: np.ndarray, progress: float, prior: list[float]) -> tuple[float, float, float]:
+        """The forecast's relative bias and the standard deviations of the corrected
+        forecast above and below the truth, from the finished runs whose schedules are
+        like this one (weighted by similarity), shrunk toward ``prior`` (above, below)
+        with the weight of ``PRIOR_WEIGHT`` runs: a schedule unlike every finished run
+        gets the prior."""
+        w = self._similarity(schedule_shape(lr), math.log(float(np.max(lr))))
+        e, r = self._at(self.errors_, progress), self._at(self._residuals_, progress)
+        seen = np.isfinite(e) & np.isfinite(r)
+        w = np.where(seen, w, 0.0)
+        e, r = np.where(seen, e, 0.0), np.where(seen, r, 0.0)
+        total = w.sum() + PRIOR_WEIGHT
+        bias = float((w * e).sum() / total)
+        spread = []
+        for side, p in zip((np.maximum(r, 0.0), np.minimum(r, 0.0)), prior):
+            var = (2.0 * (w * side ** 2).sum() + PRIOR_WEIGHT * p ** 2) / total
+            spread.append(max(math.sqrt(var), self.min_error))
+        return bias, spread[0], spread[1]
 
 
 def curve_from_points(steps: Sequence[float], values: Sequence[float], lr: np.ndarray, name: str,

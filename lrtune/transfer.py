@@ -33,7 +33,10 @@ posterior interval; with one sweep it is the theory's ratio applied to that swee
 optimum, with sweeps at two horizons (or two shapes) the data pull ``h`` (or ``s``) away
 from 1.  The interval always contains both the theory-only estimate (``h = s = 1``) and the
 data-only one (flat priors where the sweeps identify ``h`` or ``s``), so it widens when
-the data and the theory disagree.
+the data and the theory disagree.  With ``null_weight > 0`` a factor the sweeps identify
+may also be 0 (the optimum does not move along it: no transfer); the prediction then
+averages the theory's hypothesis and that one by their marginal likelihoods, so that it
+moves toward reusing the sweeps' optimum when they do not move as the theory says.
 
 Horizon extension (:func:`extend_horizon`) and continual pre-training
 (:func:`rewarm_plans`) build on the same bound and on a fitted loss-curve law.
@@ -168,8 +171,9 @@ class PeakLRSweep:
     ``[lower_, upper_]`` comes from a parametric bootstrap with noise
     ``max(residual scale, noise * loss)``.  The optimum is not extrapolated further than a
     factor ``extrapolation`` outside the swept LRs (``at_edge_`` then says on which side).
-    Runs whose final loss exceeds the best by more than ``diverged`` (relative) are left
-    out as diverged (``dropped_``).
+    Runs at a larger peak LR than the best run whose final loss exceeds by more than
+    ``diverged`` (relative) the worst loss of the runs at the best LR or below are left out as
+    diverged (``dropped_``); runs at smaller peak LRs are slow, not diverged, and are kept.
 
     Example::
 
@@ -181,7 +185,8 @@ class PeakLRSweep:
         level: two-sided level of the interval of the optimum, in (0, 1).
         noise: relative scatter of a final loss between seeds (4e-4: 0.0012 at loss 3).
         extrapolation: how far (factor) beyond the swept LRs the optimum may lie.
-        diverged: relative excess over the best final loss above which a run is dropped.
+        diverged: relative excess over the worst final loss at or below the best run's LR
+            above which a run at a larger peak LR is dropped.
         n_boot: bootstrap draws.
         seed: seed of the bootstrap.
     """
@@ -252,7 +257,16 @@ class PeakLRSweep:
         if not np.all(np.isfinite(gamma) & (gamma > 0)):
             raise ValueError(f"peak LRs must be finite and > 0, got {gamma.tolist()}")
         bad = ~(np.isfinite(loss) & (loss > 0))
-        keep = ~bad & (loss <= (1 + self.diverged) * np.min(np.where(bad, np.inf, loss)))
+        # diverged: a run at a larger peak LR than the best run whose loss exceeds by more than
+        # ``diverged`` the worst loss of the runs at the best LR or below (a slow run at a small
+        # LR did not diverge; a run that ends above it did not train)
+        finite = np.where(bad, np.inf, loss)
+        if bad.all():
+            keep = ~bad
+        else:
+            g_best = gamma[int(np.argmin(finite))]
+            slow = (gamma <= g_best) & ~bad
+            keep = ~bad & (slow | (loss <= (1 + self.diverged) * np.max(loss[slow])))
         self.dropped_ = sorted(float(g) for g in gamma[~keep])
         gamma, loss = gamma[keep], loss[keep]
         distinct = np.unique(gamma)
@@ -369,7 +383,11 @@ class TransferResult:
 
     ``theory_peak_lr`` keeps the bound's factors (h = s = 1), ``data_peak_lr`` uses the
     factors the sweeps alone give, ``no_transfer_peak_lr`` is the optimum of the sweep
-    closest to the target, unchanged.
+    closest to the target, unchanged.  ``extrapolated_sources`` lists (0-based) the sweeps
+    whose fitted optimum lies outside their swept peak LRs: their optimum is an
+    extrapolation of the fitted form (on the Schaipp grid such optima moved by up to a
+    factor 1.6 when a run at a larger peak LR was added), so a sweep there should be
+    extended past its edge before its optimum is trusted.
     """
 
     peak_lr: float
@@ -386,9 +404,13 @@ class TransferResult:
     bound_ratio: float
     horizon: int
     schedule: str | None
+    extrapolated_sources: tuple[int, ...] = ()
+    theory_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["extrapolated_sources"] = list(self.extrapolated_sources)
+        return out
 
 
 class PeakLRTransfer:
@@ -404,25 +426,40 @@ class PeakLRTransfer:
         tr = PeakLRTransfer().fit([sweep_15k, sweep_25k])
         tr.predict("wsd:steps=50000,peak=1,warmup=300,cooldown=0.2").peak_lr
 
+    With ``null_weight > 0`` each factor that the sweeps identify (``h`` when they span two
+    horizons, ``s`` when they span two shapes) is also given the competing hypothesis that
+    the optimum does not move along it (factor 0: reuse the optimum unchanged), with prior
+    probability ``null_weight``; the prediction averages the hypotheses in ``ln gamma`` by
+    their posterior probabilities (marginal likelihoods of the sweeps' optima), and the
+    interval is that of the mixture.  A factor the sweeps do not identify keeps the
+    theory's prior alone (with one sweep, lrtune is the theory's ratio), so this changes
+    nothing for a single sweep.  ``theory_weight`` of the result is the posterior probability
+    of the theory's hypotheses (1 with ``null_weight = 0``, the default).
+
     Args:
         horizon_prior_sd: prior sd of the horizon factor ``h`` around 1.
         shape_prior_sd: prior sd of the shape factor ``s`` around 1.
         model_sd: sd (in ln gamma) of a sweep's optimum around the linear model.
         level: two-sided level of the interval.
+        null_weight: prior probability, per identified factor, that it is 0 (no transfer
+            along it), in [0, 1); 0 keeps the theory's prior alone.
     """
 
     def __init__(self, horizon_prior_sd: float = 0.5, shape_prior_sd: float = 0.5,
-                 model_sd: float = 0.05, level: float = 0.9) -> None:
+                 model_sd: float = 0.05, level: float = 0.9, null_weight: float = 0.0) -> None:
         for name, v in (("horizon_prior_sd", horizon_prior_sd), ("shape_prior_sd", shape_prior_sd),
                         ("model_sd", model_sd)):
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v}")
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level}")
+        if not (math.isfinite(null_weight) and 0 <= null_weight < 1):
+            raise ValueError(f"null_weight must be in [0, 1), got {null_weight}")
         self.horizon_prior_sd = horizon_prior_sd
         self.shape_prior_sd = shape_prior_sd
         self.model_sd = model_sd
         self.level = level
+        self.null_weight = null_weight
 
     def fit(self, sweeps: Sequence[Any]) -> "PeakLRTransfer":
         """``sweeps``: fitted :class:`PeakLRSweep` objects or lists of curves (one list per
@@ -474,6 +511,12 @@ class PeakLRTransfer:
         sd = math.sqrt(cov[0, 0] + self.model_sd**2)
         lo = min(mean[0] - z * sd, theory[0], data[0])
         hi = max(mean[0] + z * sd, theory[0], data[0])
+        theory_weight = 1.0
+        if self.null_weight > 0 and (spread_h or spread_s):
+            centre, lo_m, hi_m, theory_weight = self._average(X, y, var, spread_h, spread_s, z)
+            mean = mean.copy()
+            mean[0] = centre
+            lo, hi = min(lo_m, theory[0], data[0]), max(hi_m, theory[0], data[0])
         # no transfer: the sweep nearest to the target in the bound's log-optimum
         dist = np.abs(X[:, 1]) + np.abs(X[:, 2])
         nearest = int(np.argmin(dist + 1e-9 * np.arange(n)))
@@ -487,7 +530,51 @@ class PeakLRTransfer:
             horizon_factor=float(mean[1]), horizon_factor_sd=float(math.sqrt(cov[1, 1])),
             shape_factor=float(mean[2]), shape_factor_sd=float(math.sqrt(cov[2, 2])),
             bound_ratio=float(math.exp(x_t - self._log_g[nearest])), horizon=horizon, schedule=spec,
+            extrapolated_sources=tuple(i for i, s in enumerate(self.sweeps_) if s.at_edge_ is not None),
+            theory_weight=float(theory_weight),
         )
+
+    def _average(self, X: np.ndarray, y: np.ndarray, var: np.ndarray, spread_h: bool, spread_s: bool,
+                 z: float) -> tuple[float, float, float, float]:
+        """Average over "factor = theory prior" and "factor = 0" for each identified factor:
+        returns the mixture's mean of ln gamma at the target, its ``level`` interval and the
+        posterior probability of the all-theory hypothesis."""
+        big = 1e2  # prior sd of alpha: flat in effect, the same under every hypothesis
+        options_h = [(1.0, self.horizon_prior_sd, 1 - self.null_weight)]
+        options_s = [(1.0, self.shape_prior_sd, 1 - self.null_weight)]
+        if spread_h:
+            options_h.append((0.0, 0.0, self.null_weight))
+        if spread_s:
+            options_s.append((0.0, 0.0, self.null_weight))
+        logw, means, sds, is_theory = [], [], [], []
+        for mh, th, ph in options_h:
+            for ms, ts, ps in options_s:
+                m = np.array([0.0, mh, ms])
+                C = np.diag([big**2, th**2, ts**2])
+                S = np.diag(var) + X @ C @ X.T
+                r = y - X @ m
+                _, logdet = np.linalg.slogdet(S)
+                logw.append(math.log(ph) + math.log(ps) - 0.5 * (logdet + r @ np.linalg.solve(S, r)))
+                prec = np.diag([1.0 / big**2, 1.0 / max(th, 1e-6) ** 2, 1.0 / max(ts, 1e-6) ** 2])
+                cov = np.linalg.inv(X.T @ (X / var[:, None]) + prec)
+                post = cov @ (X.T @ (y / var) + prec @ m)
+                means.append(float(post[0]))
+                sds.append(math.sqrt(cov[0, 0] + self.model_sd**2))
+                is_theory.append(mh == 1.0 and ms == 1.0)
+        lw = np.array(logw)
+        w = np.exp(lw - lw.max())
+        w /= w.sum()
+        means_a, sds_a = np.array(means), np.array(sds)
+        centre = float(w @ means_a)
+        q = (1 - self.level) / 2
+
+        def cdf(x: float) -> float:
+            return float(w @ stats.norm.cdf((x - means_a) / sds_a))
+
+        span = (float(means_a.min() - 10 * sds_a.max()), float(means_a.max() + 10 * sds_a.max()))
+        lo = optimize.brentq(lambda x: cdf(x) - q, *span)
+        hi = optimize.brentq(lambda x: cdf(x) - (1 - q), *span)
+        return centre, float(min(lo, centre)), float(max(hi, centre)), float(w[np.array(is_theory)].sum())
 
 
 def transfer_peak_lr(sweeps: Sequence[Any], target: Any, **options: Any) -> TransferResult:

@@ -264,3 +264,28 @@ def test_record_schedule_stores_a_canonical_spec_and_rejects_a_bad_one():
     assert math.isclose(s.lr().max(), 1e-3)
     with pytest.raises(ValueError, match="unknown schedule family"):
         record_schedule(t, "bogus:steps=10,peak=1")
+
+
+def test_a_schedule_unlike_every_completed_trial_gets_a_wide_error_and_is_not_pruned_on_the_law_alone():
+    # Only cosine runs have completed: the law has never seen a WSD cooldown, so the best
+    # WSD run (60 % cooldown at 2e-3), in its constant phase, must not be pruned, and its
+    # forecast error is wider than that of a cosine trial at the same progress.
+    from lrtune.integrations._forecast import FinalLossModel, law_factory
+
+    cosines = [_index("cosine", "0.0", "0.001"), _index("cosine", "0.0", "0.002")]
+    best = _index("wsd", "0.6", "0.002")
+    assert best == int(np.argmin([c.loss[-1] for c in CURVES]))
+    study = _completed_study(cosines, ScheduleAwarePruner(n_startup_trials=2))
+    assert _first_pruned_step(study, CURVES[best], spec_of(CURVES[best].meta)) is None
+
+    model = FinalLossModel([CURVES[i] for i in cosines], law_factory("momentum"),
+                           burn_in=0.1, min_error=0.003, max_folds=5)
+    half = lambda c: (c.steps <= 0.4 * c.horizon)  # noqa: E731  (WSD 0.6 still at its peak)
+    wsd, cos = CURVES[best], CURVES[cosines[1]]
+    f_wsd = model.forecast(wsd.lr, wsd.steps[half(wsd)], wsd.loss[half(wsd)])
+    f_cos = model.forecast(cos.lr, cos.steps[half(cos)], cos.loss[half(cos)])
+    assert f_wsd.above / f_wsd.final > 1.5 * f_cos.above / f_cos.final
+    # the old pooled error (errors of all completed runs alike) is the narrow one
+    pooled = FinalLossModel([CURVES[i] for i in cosines], law_factory("momentum"), burn_in=0.1, min_error=0.003,
+                            max_folds=5, local=False)
+    assert pooled.forecast(wsd.lr, wsd.steps[half(wsd)], wsd.loss[half(wsd)]).above < f_wsd.above

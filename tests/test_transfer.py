@@ -1,8 +1,10 @@
 """Peak-LR transfer on the real Schaipp 124M grid and on the multi-power-law curves."""
 
 import collections
+import csv
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -24,6 +26,22 @@ def _wsd_sweeps(groups=("main",), horizons=None):
     return {k: PeakLRSweep().fit_final([float(c.meta["base_lr"]) for c in v],
                                        [float(c.meta["final_val_loss_full"]) for c in v], v[0].lr)
             for k, v in runs.items() if len({c.peak_lr for c in v}) >= 3}
+
+
+GENERATED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "data",
+                         "generated", "runs.csv")
+
+
+@pytest.fixture(scope="module")
+def generated():
+    """{(schedule, horizon): sweep} of the committed generated sweep (13 schedules x 3 horizons x 5 LRs)."""
+    runs = collections.defaultdict(list)
+    with open(GENERATED, newline="") as f:
+        for r in csv.DictReader(f):
+            runs[(r["schedule"], int(r["horizon"]))].append(r)
+    return {k: PeakLRSweep(n_boot=500).fit_final([float(r["peak_lr"]) for r in v],
+                                                 [float(r["final_val_loss"]) for r in v], v[0]["spec"])
+            for k, v in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +230,87 @@ def test_cli_transfer_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("lrtune: error:") and "peak LR" in err and len(err.strip().splitlines()) == 1
+
+
+def test_slow_runs_below_the_best_lr_are_kept_and_only_large_lr_runs_count_as_diverged(generated):
+    # constant schedule, 400 updates: 5e-4 ends 11 % above the best run (4e-3) because it is slow, not
+    # because it diverged; dropping it (the old rule) left the sweep without its small-LR side and put
+    # the optimum at the extrapolation cap
+    s = generated[("constant", 400)]
+    assert s.dropped_ == []
+    assert s.final_losses_[np.argmin(s.peak_lrs_)] > 1.1 * s.final_losses_.min()
+    assert s.at_edge_ is None and s.peak_lrs_.min() < s.peak_lr_ < s.peak_lrs_.max()
+    # every sweep of the generated grid keeps its five runs and has an interior optimum
+    for k, sw in generated.items():
+        assert sw.peak_lrs_.size == 5 and sw.at_edge_ is None, k
+    # a run at a larger LR than the best that ends far above every slow run is still dropped
+    g, y = s.peak_lrs_, s.final_losses_
+    s2 = PeakLRSweep(n_boot=200).fit_final(np.append(g, 1.6e-2), np.append(y, 1.2 * y.max()), s.eta_)
+    assert s2.dropped_ == [1.6e-2]
+    assert s2.peak_lr_ == pytest.approx(s.peak_lr_, rel=1e-9)
+
+
+def test_transfer_flags_sources_whose_optimum_is_extrapolated(grid_main):
+    edge, inside = grid_main[(0.8, 25000)], grid_main[(0.2, 25000)]
+    assert edge.at_edge_ == "above" and inside.at_edge_ is None
+    r = PeakLRTransfer().fit([inside, edge]).predict(grid_main[(0.4, 25000)].eta_)
+    assert r.extrapolated_sources == (1,)
+    assert r.to_dict()["extrapolated_sources"] == [1]
+    assert PeakLRTransfer().fit([inside]).predict(edge.eta_).extrapolated_sources == ()
+
+
+def test_horizon_transfer_from_15k_and_25k_beats_reusing_the_25k_optimum_on_the_full_50k_sweeps(grid_main, grid50k):
+    # the full 50k sweeps (main + grad_norm, up to peak 3e-3) pin their optima inside the swept LRs
+    logs, base = [], []
+    for c in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9):
+        pair = [grid_main[(c, 15000)], grid_main[(c, 25000)]]
+        ref = grid50k[(c, 50000)]
+        r = PeakLRTransfer().fit(pair).predict(ref.eta_)
+        assert max(r.peak_lr / ref.peak_lr_, ref.peak_lr_ / r.peak_lr) <= 1.25, c
+        assert r.lower <= ref.peak_lr_ <= r.upper, c
+        logs.append(abs(math.log(r.peak_lr / ref.peak_lr_)))
+        base.append(abs(math.log(pair[1].peak_lr_ / ref.peak_lr_)))
+    assert np.mean(logs) < np.mean(base) and max(logs) < max(base)
+
+
+def test_sweeps_of_other_shapes_learn_that_the_generated_optimum_barely_moves(generated):
+    # on the small AdamW model the optimum hardly depends on the schedule, against the bound's ratio
+    # of 1.9 between linear decay and WSD 20 %: one source follows the bound and misses; the sweeps
+    # of the twelve other schedules at the same horizon pull the shape factor far below 1
+    T = 800
+    ref = generated[("linear", T)]
+    src = generated[("wsd-c0.2-linear", T)]
+    one = PeakLRTransfer().fit([src]).predict(ref.eta_)
+    assert one.peak_lr / ref.peak_lr_ > 1.25
+    others = [s for (n, h), s in sorted(generated.items()) if h == T and n != "linear"]
+    r = PeakLRTransfer().fit(others).predict(ref.eta_)
+    assert r.shape_factor < 0.6 and r.shape_factor_sd < 0.5
+    assert abs(math.log(r.peak_lr / ref.peak_lr_)) < abs(math.log(one.peak_lr / ref.peak_lr_))
+    assert max(r.peak_lr / ref.peak_lr_, ref.peak_lr_ / r.peak_lr) <= 1.25
+    # the interval holds the theory's and the data's estimates: it widens where they disagree
+    assert r.lower <= min(r.theory_peak_lr, r.data_peak_lr) and r.upper >= max(r.theory_peak_lr, r.data_peak_lr)
+
+
+def test_null_weight_averages_the_theory_with_no_transfer_where_the_sweeps_can_tell(generated, grid_main):
+    # one sweep identifies no factor: the option changes nothing (lrtune stays the theory's ratio)
+    src, tgt = grid_main[(0.2, 25000)], grid_main[(0.6, 25000)]
+    a = PeakLRTransfer(null_weight=0.5).fit([src]).predict(tgt.eta_)
+    b = PeakLRTransfer().fit([src]).predict(tgt.eta_)
+    assert a.peak_lr == pytest.approx(b.peak_lr, rel=1e-12) and a.lower == pytest.approx(b.lower, rel=1e-12)
+    assert a.theory_weight == 1.0 and b.theory_weight == 1.0
+    # two horizons of the generated sweep: the optimum barely moves from 200 to 400 updates, so the
+    # no-transfer hypothesis gains weight and the averaged estimate lands nearer the 800 sweep's optimum
+    pair = [generated[("wsd-c0.2-linear", 200)], generated[("wsd-c0.2-linear", 400)]]
+    ref = generated[("wsd-c0.2-linear", 800)]
+    theory_prior = PeakLRTransfer().fit(pair).predict(ref.eta_)
+    averaged = PeakLRTransfer(null_weight=0.5).fit(pair).predict(ref.eta_)
+    assert averaged.theory_weight < 0.5
+    assert theory_prior.peak_lr < averaged.peak_lr < pair[1].peak_lr_
+    assert abs(math.log(averaged.peak_lr / ref.peak_lr_)) < abs(math.log(theory_prior.peak_lr / ref.peak_lr_))
+    assert averaged.lower < averaged.peak_lr < averaged.upper
+    assert averaged.lower <= min(averaged.theory_peak_lr, averaged.data_peak_lr)
+    # the 124M pair at 10 % cooldown moves with the horizon as the theory says: the theory keeps more weight
+    moving = PeakLRTransfer(null_weight=0.5).fit([grid_main[(0.1, 15000)], grid_main[(0.1, 25000)]])
+    assert moving.predict(grid_main[(0.1, 35000)].eta_).theory_weight > averaged.theory_weight
+    with pytest.raises(ValueError, match="null_weight"):
+        PeakLRTransfer(null_weight=1.0)

@@ -8,15 +8,14 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lrtune.integrations._forecast import (FinalLossModel, Forecast, curve_from_points, is_diverging, law_factory,
-                                           schedule_lr)
+from lrtune.integrations._forecast import (CacheFreePickle, FinalLossModel, Forecast, check_forecast_args,
+                                           curve_from_points, is_diverging, law_factory, schedule_lr)
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
 from lrtune.laws import Law
@@ -26,28 +25,29 @@ __all__ = ["ScheduleAwarePruner"]
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
 
-class ScheduleAwarePruner(BasePruner):
+class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     """Prune a trial whose forecast final loss, under its own LR schedule, cannot beat the best.
 
     At each check a loss-curve law (:mod:`lrtune.laws`) fitted on the completed trials'
     curves forecasts the trial's loss at the end of its schedule, placed at the level of
-    the trial's last reported losses; the forecast's standard deviation is the error the
-    same forecast makes on the completed trials (each left out in turn, at the same
-    fraction of its schedule; only forecasts that came out too high count, since only
-    those prune a winner), never below ``min_error``.  The trial is pruned when even the
-    optimistic end of its forecast, ``final - z * error`` with ``z`` the one-sided normal
-    quantile of ``confidence``, is above ``(1 - margin)`` times the best value so far: the
-    best completed trial, or a running trial whose pessimistic forecast is lower.  A
-    schedule that
-    anneals late (WSD) is judged by the drop its cooldown will bring, not by its loss
-    now.  A NaN, infinite or diverging loss (above ``divergence_ratio`` times the trial's
-    lowest) is pruned at once.  Everything is read from the study's storage (the schedule
-    is the trial's ``"lr_schedule"`` user attribute, see :func:`record_schedule`), so the
-    decision is the same in every process and after a restart; fits are cached on the set
-    of completed trials.  A trial without a schedule, or with one that does not parse, is
-    never pruned by the model (a warning is logged once); an internal error logs a warning
-    and keeps the trial.  Only single-objective studies that minimise a loss are pruned by
-    the model.
+    the trial's last reported losses and corrected by the bias the same forecast shows
+    on completed trials with similar schedules (each left out in turn, at the same
+    fraction of its schedule); the forecast's standard deviation is the spread of those
+    trials' corrected errors (only forecasts that came out too high count, since only
+    those prune a winner), wide for a schedule unlike every completed one, never below
+    ``min_error`` (details: ``lrtune.integrations._forecast``). The trial is pruned when
+    even the optimistic end of its forecast, ``final - z * error`` with ``z`` the
+    one-sided normal quantile of ``confidence``, is above ``(1 - margin)`` times the
+    best value so far: the best completed trial, or a running trial whose pessimistic
+    forecast is lower. A schedule that anneals late (WSD) is judged by the drop its
+    cooldown will bring, not by its loss now. A NaN, infinite or diverging loss (above
+    ``divergence_ratio`` times the trial's lowest) is pruned at once. Everything is read
+    from the study's storage (the schedule is the trial's ``"lr_schedule"`` user
+    attribute, see :func:`record_schedule`), so the decision is the same in every
+    process and after a restart; fits are cached on the set of completed trials. A trial
+    without a schedule, or with one that does not parse, is never pruned by the model (a
+    warning is logged once); an internal error logs a warning and keeps the trial. Only
+    single-objective studies that minimise a loss are pruned by the model.
 
     Example:
 
@@ -83,7 +83,7 @@ class ScheduleAwarePruner(BasePruner):
             run; the law is fitted on each completed curve from this fraction of its
             schedule on (the first steps are a transient the laws do not describe).
         min_error: the smallest relative standard deviation of a forecast final loss
-            (0.005: half a percent).
+            (0.003: 0.3 %).
         step_unit: optimizer steps per unit of the step passed to ``trial.report`` (1 when
             steps are optimizer steps; 200 when step ``k`` is the ``k``-th evaluation of
             one every 200 optimizer steps).
@@ -96,29 +96,13 @@ class ScheduleAwarePruner(BasePruner):
     """
 
     def __init__(self, n_startup_trials: int = 4, n_warmup_steps: int = 0, interval_steps: int = 1, *,
-                 confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.005,
+                 confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.003,
                  step_unit: float = 1, law: str | Law | Callable[[], Law] = "momentum",
                  divergence_ratio: float = 1.2, max_folds: int = 5) -> None:
-        if not (isinstance(n_startup_trials, (int, np.integer)) and n_startup_trials >= 2):
-            raise ValueError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
-        if not (isinstance(n_warmup_steps, (int, np.integer)) and n_warmup_steps >= 0):
-            raise ValueError(f"n_warmup_steps must be an integer >= 0, got {n_warmup_steps!r}")
-        if not (isinstance(interval_steps, (int, np.integer)) and interval_steps >= 1):
-            raise ValueError(f"interval_steps must be an integer >= 1, got {interval_steps!r}")
-        if not (isinstance(confidence, (int, float)) and 0.5 < confidence < 1):
-            raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
-        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
-            raise ValueError(f"margin must be a fraction of the best value in [0, 1), got {margin!r}")
-        if not (isinstance(min_progress, (int, float)) and 0 <= min_progress < 1):
-            raise ValueError(f"min_progress must be a fraction in [0, 1), got {min_progress!r}")
-        if not (isinstance(min_error, (int, float)) and 0 <= min_error < 1):
-            raise ValueError(f"min_error must be a relative error in [0, 1), got {min_error!r}")
-        if not (isinstance(step_unit, (int, float)) and math.isfinite(step_unit) and step_unit > 0):
-            raise ValueError(f"step_unit must be a number of optimizer steps > 0, got {step_unit!r}")
-        if not (isinstance(divergence_ratio, (int, float)) and divergence_ratio > 1):
-            raise ValueError(f"divergence_ratio must be > 1, got {divergence_ratio!r}")
-        if not (isinstance(max_folds, (int, np.integer)) and max_folds >= 2):
-            raise ValueError(f"max_folds must be an integer >= 2, got {max_folds!r}")
+        check_forecast_args(n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps,
+                            interval_steps=interval_steps, confidence=confidence, margin=margin,
+                            min_progress=min_progress, min_error=min_error, step_unit=step_unit,
+                            divergence_ratio=divergence_ratio, max_folds=max_folds)
         self._n_startup_trials = int(n_startup_trials)
         self._n_warmup_steps = int(n_warmup_steps)
         self._interval_steps = int(interval_steps)
@@ -131,22 +115,15 @@ class ScheduleAwarePruner(BasePruner):
         self._law = law_factory(law)
         self._divergence_ratio = float(divergence_ratio)
         self._max_folds = int(max_folds)
-        self._models: OrderedDict[tuple, tuple[FinalLossModel, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._warned: set[tuple] = set()
+        self._reset()
+
+    _TRANSIENT = ("_models", "_curves")
+
+    def _reset(self) -> None:  # the caches, rebuilt after unpickling
+        self._models: OrderedDict[tuple, tuple[FinalLossModel, float]] = OrderedDict()
         self._curves: dict[tuple, Curve | None] = {}
-
-    def __getstate__(self) -> dict:  # picklable (Ray Tune pickles its searcher): caches are rebuilt
-        state = self.__dict__.copy()
-        for key in ("_lock", "_models", "_fits", "_curves"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self._models = OrderedDict()
-        self._curves = {}
 
     # -- the decision -------------------------------------------------------------------
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:

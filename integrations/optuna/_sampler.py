@@ -1,4 +1,4 @@
-"""ScheduleSampler: propose the schedule a law fitted on completed trials predicts best."""
+"""ScheduleSampler: propose the schedule a law fitted on the trials' curves predicts best."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import curve_from_points, law_factory
+from lrtune.integrations._forecast import CacheFreePickle, check_forecast_args, curve_from_points, law_factory
 from lrtune.integrations.optuna._schedule import ScheduleSpace, trial_schedule
 from lrtune.laws import Law
 
@@ -26,19 +26,21 @@ __all__ = ["ScheduleSampler"]
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
 
-class ScheduleSampler(BaseSampler):
-    """Propose the peak LR and schedule that a law fitted on the completed trials predicts best.
+class ScheduleSampler(CacheFreePickle, BaseSampler):
+    """Propose the peak LR and schedule that a law fitted on the trials' curves predicts best.
 
     The schedule parameters of ``space`` (see :class:`ScheduleSpace`) are sampled
     together: once ``n_startup_trials`` trials have completed, a loss-curve law is fitted
-    on their curves ``n_bootstrap`` times, each time on a bootstrap resample of the
-    curves; a trial draws one of these fits at random (Thompson sampling: the spread of
+    ``n_bootstrap`` times on the curves of the completed and the pruned trials (a pruned
+    trial's curve up to where it stopped: a peak LR whose runs get pruned early shows the
+    law its high losses, so the proposals move away from it), each time on a bootstrap
+    resample of the curves; a trial draws one of these fits at random (Thompson sampling: the spread of
     the fits is the surrogate's uncertainty, so peak LRs and shapes far from the data get
     tried while the data disagree) and takes, among ``n_candidates`` random schedules of
     the space, the one whose predicted final loss under that fit is lowest.  Every other
     parameter, and the schedule parameters before ``n_startup_trials``, come from
     ``independent_sampler`` (TPE by default).  The fits are a pure function of the
-    completed trials in storage (cached on their ids) and a trial's draw is seeded by its
+    finished trials in storage (cached on their ids) and a trial's draw is seeded by its
     number, so ``n_jobs > 1`` and several processes on one storage propose different,
     reproducible schedules.  A trial's curve is its intermediate values (steps times
     ``step_unit`` optimizer steps) and its schedule the ``"lr_schedule"`` user attribute,
@@ -63,7 +65,8 @@ class ScheduleSampler(BaseSampler):
 
     Args:
         space: the :class:`ScheduleSpace` that :func:`suggest_schedule` uses.
-        n_startup_trials: completed trials before the law proposes (at least 2).
+        n_startup_trials: completed trials before the law proposes (at least 2); pruned
+            trials' curves join the fit from then on.
         n_candidates: random schedules scored per trial.
         n_bootstrap: bootstrap fits the Thompson draw chooses from (1: always the plain fit,
             no exploration).
@@ -81,16 +84,11 @@ class ScheduleSampler(BaseSampler):
                  step_unit: float = 1, independent_sampler: BaseSampler | None = None, seed: int | None = None) -> None:
         if not isinstance(space, ScheduleSpace):
             raise ValueError(f"space must be a ScheduleSpace, got {type(space).__name__}")
-        if not (isinstance(n_startup_trials, (int, np.integer)) and n_startup_trials >= 2):
-            raise ValueError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
+        check_forecast_args(n_startup_trials=n_startup_trials, min_progress=min_progress, step_unit=step_unit)
         if not (isinstance(n_candidates, (int, np.integer)) and n_candidates >= 1):
             raise ValueError(f"n_candidates must be an integer >= 1, got {n_candidates!r}")
         if not (isinstance(n_bootstrap, (int, np.integer)) and n_bootstrap >= 1):
             raise ValueError(f"n_bootstrap must be an integer >= 1, got {n_bootstrap!r}")
-        if not (isinstance(min_progress, (int, float)) and 0 <= min_progress < 1):
-            raise ValueError(f"min_progress must be a fraction in [0, 1), got {min_progress!r}")
-        if not (isinstance(step_unit, (int, float)) and math.isfinite(step_unit) and step_unit > 0):
-            raise ValueError(f"step_unit must be a number of optimizer steps > 0, got {step_unit!r}")
         if seed is not None and not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         self._space = space
@@ -103,19 +101,13 @@ class ScheduleSampler(BaseSampler):
         self._seed = seed
         self._entropy = int(np.random.SeedSequence(seed).entropy % (2**63))
         self._independent_sampler = independent_sampler or TPESampler(seed=seed)
+        self._lock = threading.Lock()
+        self._reset()
+
+    _TRANSIENT = ("_fits",)
+
+    def _reset(self) -> None:  # the cache, rebuilt after unpickling
         self._fits: OrderedDict[tuple, list[Law]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:  # picklable (Ray Tune pickles its searcher): caches are rebuilt
-        state = self.__dict__.copy()
-        for key in ("_lock", "_models", "_fits", "_curves"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self._fits = OrderedDict()
 
     def reseed_rng(self) -> None:
         self._independent_sampler.reseed_rng()
@@ -160,8 +152,10 @@ class ScheduleSampler(BaseSampler):
     # -- the surrogate ------------------------------------------------------------------
     def _curves(self, study: optuna.study.Study) -> list[tuple[int, Curve]]:
         out = []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if not t.intermediate_values or t.value is None or not math.isfinite(t.value):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            if not t.intermediate_values:
+                continue
+            if t.state == TrialState.COMPLETE and (t.value is None or not math.isfinite(t.value)):
                 continue
             try:
                 lr = trial_schedule(t).lr()
@@ -182,7 +176,8 @@ class ScheduleSampler(BaseSampler):
 
     def _ensemble(self, study: optuna.study.Study) -> list[Law]:
         curves = self._curves(study)
-        if len(curves) < self._n_startup_trials:
+        n_completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if n_completed < self._n_startup_trials or len(curves) < 2:
             return []
         key = (study._study_id, study.study_name, tuple(sorted(i for i, _ in curves)))
         with self._lock:

@@ -7,14 +7,14 @@ import math
 import pickle
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.result import DEFAULT_METRIC
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from scipy import stats
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import FinalLossModel, curve_from_points, is_diverging, law_factory, schedule_lr
+from lrtune.integrations._forecast import (FinalLossModel, check_forecast_args, curve_from_points, is_diverging,
+                                           law_factory, schedule_lr)
 from lrtune.laws import Law
 from lrtune.schedules import parse_schedule
 
@@ -29,21 +29,22 @@ _logger = logging.getLogger("lrtune.integrations.ray")
 class ScheduleAwareScheduler(FIFOScheduler):
     """Stop a trial whose forecast final loss, under its own LR schedule, cannot beat the best.
 
-    The rule of :class:`lrtune.integrations.optuna.ScheduleAwarePruner`: at each result a
-    loss-curve law fitted on the completed trials' curves forecasts the trial's loss at
-    the end of its schedule (``trial.config[schedule_key]``, a spec string or
-    :class:`~lrtune.schedules.Schedule`), placed at the level of its last results; the
-    forecast's standard deviation is the error the same forecast makes on the completed
-    trials (each left out in turn; forecasts that came out too high), never below
-    ``min_error``.  The trial is stopped (``STOP``) when ``final - z * error`` is above
-    ``(1 - margin)`` times the best completed trial's final ``metric`` or a running
-    trial's pessimistic forecast, ``z`` being the one-sided normal quantile of
-    ``confidence``; otherwise it continues (``CONTINUE``).  A NaN, infinite or
-    diverging metric (above ``divergence_ratio`` times the trial's lowest) is stopped at
-    once.  A trial without a schedule in its config, or with one that does not parse, is
-    never stopped by the model (a warning is logged once).  Only ``mode="min"`` is
-    modelled.  ``save`` / ``restore`` keep every trial's results, so a restored scheduler
-    decides as before.
+    The rule of :class:`lrtune.integrations.optuna.ScheduleAwarePruner`: at each result
+    a loss-curve law fitted on the completed trials' curves forecasts the trial's loss
+    at the end of its schedule (``trial.config[schedule_key]``, a spec string or
+    :class:`~lrtune.schedules.Schedule`), placed at the level of its last results and
+    corrected by the bias the same forecast shows on completed trials with similar
+    schedules (each left out in turn); the forecast's standard deviation is the spread
+    of their corrected errors (forecasts that came out too high), wide for a schedule
+    unlike every completed one, never below ``min_error``. The trial is stopped
+    (``STOP``) when ``final - z * error`` is above ``(1 - margin)`` times the best
+    completed trial's final ``metric`` or a running trial's pessimistic forecast, ``z``
+    being the one-sided normal quantile of ``confidence``; otherwise it continues
+    (``CONTINUE``). A NaN, infinite or diverging metric (above ``divergence_ratio``
+    times the trial's lowest) is stopped at once. A trial without a schedule in its
+    config, or with one that does not parse, is never stopped by the model (a warning is
+    logged once). Only ``mode="min"`` is modelled. ``save`` / ``restore`` keep every
+    trial's results, so a restored scheduler decides as before.
 
     Example:
 
@@ -91,7 +92,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
     def __init__(self, metric: Optional[str] = None, mode: Optional[str] = None,
                  time_attr: str = "training_iteration", schedule_key: str = "lr_schedule", *,
                  step_unit: float = 1, n_startup_trials: int = 4, grace_period: float = 0,
-                 confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.005,
+                 confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.003,
                  law: str | Law | Callable[[], Law] = "momentum", divergence_ratio: float = 1.2,
                  max_folds: int = 5) -> None:
         super().__init__()
@@ -101,24 +102,9 @@ class ScheduleAwareScheduler(FIFOScheduler):
             raise ValueError(f"time_attr must be a result field name, got {time_attr!r}")
         if not (isinstance(schedule_key, str) and schedule_key):
             raise ValueError(f"schedule_key must be a config key, got {schedule_key!r}")
-        if not (isinstance(step_unit, (int, float)) and math.isfinite(step_unit) and step_unit > 0):
-            raise ValueError(f"step_unit must be a number of optimizer steps > 0, got {step_unit!r}")
-        if not (isinstance(n_startup_trials, (int, np.integer)) and n_startup_trials >= 2):
-            raise ValueError(f"n_startup_trials must be an integer >= 2, got {n_startup_trials!r}")
-        if not (isinstance(grace_period, (int, float)) and grace_period >= 0):
-            raise ValueError(f"grace_period must be >= 0, got {grace_period!r}")
-        if not (isinstance(confidence, (int, float)) and 0.5 < confidence < 1):
-            raise ValueError(f"confidence must be in (0.5, 1), got {confidence!r}")
-        if not (isinstance(margin, (int, float)) and 0 <= margin < 1):
-            raise ValueError(f"margin must be a fraction of the best value in [0, 1), got {margin!r}")
-        if not (isinstance(min_progress, (int, float)) and 0 <= min_progress < 1):
-            raise ValueError(f"min_progress must be a fraction in [0, 1), got {min_progress!r}")
-        if not (isinstance(min_error, (int, float)) and 0 <= min_error < 1):
-            raise ValueError(f"min_error must be a relative error in [0, 1), got {min_error!r}")
-        if not (isinstance(divergence_ratio, (int, float)) and divergence_ratio > 1):
-            raise ValueError(f"divergence_ratio must be > 1, got {divergence_ratio!r}")
-        if not (isinstance(max_folds, (int, np.integer)) and max_folds >= 2):
-            raise ValueError(f"max_folds must be an integer >= 2, got {max_folds!r}")
+        check_forecast_args(step_unit=step_unit, n_startup_trials=n_startup_trials, grace_period=grace_period,
+                            confidence=confidence, margin=margin, min_progress=min_progress, min_error=min_error,
+                            divergence_ratio=divergence_ratio, max_folds=max_folds)
         self._metric = metric
         self._mode = mode
         self._time_attr = time_attr
