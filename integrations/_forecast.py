@@ -60,6 +60,9 @@ PRIOR_WEIGHT = 0.05
 #: exp(LOG_PEAK_SCALE).
 SHAPE_SCALE = 0.2
 LOG_PEAK_SCALE = 1.0
+#: At most this many finished curves are fitted (those with the lowest final loss), so a
+#: refit after a trial completes costs the same in a study of 1,000 trials as of 64.
+MAX_CURVES = 64
 #: Fractions of the horizon at which the forecast error is measured.
 _FRACTIONS = np.round(np.linspace(0.05, 1.0, 20), 4)
 
@@ -209,7 +212,8 @@ class FinalLossModel:
 
     Args:
         curves: curves of finished runs (each ``Curve.lr`` is the run's whole schedule,
-            so ``curve.horizon`` is its last step).
+            so ``curve.horizon`` is its last step); of more than ``MAX_CURVES``, those with
+            the lowest final loss.
         law: a function returning a fresh, unfitted law.
         burn_in: fraction of each horizon left out of the fit.
         min_error: the smallest relative standard deviation a forecast gets.
@@ -220,6 +224,8 @@ class FinalLossModel:
                  min_error: float, max_folds: int, local: bool = True, prior_change: float = PRIOR_CHANGE) -> None:
         if len(curves) < 2:
             raise ValueError(f"the forecast model needs at least 2 finished curves, got {len(curves)}")
+        if len(curves) > MAX_CURVES:  # the best runs are the ones a decision turns on
+            curves = sorted(curves, key=lambda c: (float(c.loss[-1]), c.name))[:MAX_CURVES]
         self.burn_in = burn_in
         self.min_error = min_error
         self.local = local

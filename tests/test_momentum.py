@@ -248,3 +248,14 @@ def test_losses_logged_during_warmup_are_left_out_of_the_fit(schaipp_main):
     err = [np.mean(np.concatenate([np.abs(f.predict(c.lr, c.steps[c.steps >= 1000]) - c.loss[c.steps >= 1000])
                                    / c.loss[c.steps >= 1000] for c in late])) for f in (law, everything)]
     assert err[0] < 0.9 * err[1]
+
+
+def test_decay_grid_reaches_short_memories_only_for_short_runs():
+    from lrtune.laws.momentum import DECAY_GRID, decay_grid
+
+    assert decay_grid(24000) == DECAY_GRID and decay_grid(2000) == DECAY_GRID
+    short = decay_grid(400)
+    assert short[:len(DECAY_GRID)] == DECAY_GRID
+    assert 1 - min(short) == pytest.approx(0.1)  # memory of 10 steps: 1/40 of the horizon
+    steps = np.diff(np.log(1 - np.asarray(short)))
+    assert np.all(steps > 0) and steps.max() / steps.min() < 1.2  # one density throughout

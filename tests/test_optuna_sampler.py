@@ -172,3 +172,51 @@ def test_sampler_arguments_are_validated(kwargs, message):
     with pytest.raises(ValueError) as e:
         ScheduleSampler(SPACE, **kwargs)
     assert message in str(e.value)
+
+
+def _add_replayed(study: optuna.Study, c, pruned_at: float | None = None) -> None:
+    """Add a real run to the study as a finished trial (pruned at that fraction, or complete)."""
+    steps, loss = c.steps, c.loss
+    if pruned_at is not None:
+        keep = steps <= pruned_at * c.horizon
+        steps, loss = steps[keep], loss[keep]
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.PRUNED if pruned_at is not None else TrialState.COMPLETE,
+        value=None if pruned_at is not None else float(loss[-1]),
+        params={}, distributions={}, user_attrs={SCHEDULE_ATTR: spec_of(c.meta)},
+        intermediate_values={int(s): float(v) for s, v in zip(steps, loss)}))
+
+
+def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules():
+    # Completed runs at 1e-4 and 5e-4 only, in a space reaching 2e-3: the law is not trusted
+    # beyond twice the largest completed peak LR.  Then runs at 7e-4..1e-3 are pruned: the
+    # proposals leave those schedules.
+    at = lambda lr: [c for c in RUNS if c.meta["base_lr"] == lr]  # noqa: E731
+    study = optuna.create_study(direction="minimize")
+    for c in at("0.0001")[:2] + at("0.0005")[:2]:
+        _add_replayed(study, c)
+    sampler = ScheduleSampler(SPACE, seed=0)
+    study.sampler = sampler
+    peaks = []
+    for _ in range(6):
+        t = study.ask()
+        peaks.append(suggest_schedule(t, SPACE).peak)
+        study.tell(t, state=TrialState.FAIL)
+    assert max(peaks) <= 2 * 5e-4 * (1 + 1e-9)
+    assert max(peaks) > 6e-4  # it does want to go up: the law favours the larger LRs
+    # without the trust region the same draws go to the edge of the space
+    free = ScheduleSampler(SPACE, seed=0, trust_factor=100.0)
+    study.sampler = free
+    t = study.ask()
+    assert suggest_schedule(t, SPACE).peak > 1e-3
+    study.tell(t, state=TrialState.FAIL)
+    # prune every schedule the first sampler proposed: it then proposes other ones
+    study.sampler = sampler
+    for c in at("0.001"):
+        _add_replayed(study, c, pruned_at=0.2)
+    after = []
+    for _ in range(4):
+        t = study.ask()
+        after.append(suggest_schedule(t, SPACE))
+        study.tell(t, state=TrialState.FAIL)
+    assert all(abs(math.log(s.peak / 1e-3)) > 0.1 for s in after), [s.spec() for s in after]

@@ -17,7 +17,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import CacheFreePickle, check_forecast_args, curve_from_points, law_factory
+from lrtune.integrations._forecast import (LOG_PEAK_SCALE, SHAPE_SCALE, CacheFreePickle, check_forecast_args,
+                                           curve_from_points, law_factory, schedule_shape)
 from lrtune.integrations.optuna._schedule import ScheduleSpace, trial_schedule
 from lrtune.laws import Law
 
@@ -25,27 +26,34 @@ __all__ = ["ScheduleSampler"]
 
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
+#: A candidate is "like a pruned trial" within this squared distance (the similarity
+#: kernel of the forecast error, lrtune.integrations._forecast, at weight exp(-0.25)).
+_PRUNED_RADIUS2 = 0.25
+
 
 class ScheduleSampler(CacheFreePickle, BaseSampler):
     """Propose the peak LR and schedule that a law fitted on the trials' curves predicts best.
 
     The schedule parameters of ``space`` (see :class:`ScheduleSpace`) are sampled
-    together: once ``n_startup_trials`` trials have completed, a loss-curve law is fitted
-    ``n_bootstrap`` times on the curves of the completed and the pruned trials (a pruned
-    trial's curve up to where it stopped: a peak LR whose runs get pruned early shows the
-    law its high losses, so the proposals move away from it), each time on a bootstrap
-    resample of the curves; a trial draws one of these fits at random (Thompson sampling: the spread of
-    the fits is the surrogate's uncertainty, so peak LRs and shapes far from the data get
-    tried while the data disagree) and takes, among ``n_candidates`` random schedules of
-    the space, the one whose predicted final loss under that fit is lowest.  Every other
-    parameter, and the schedule parameters before ``n_startup_trials``, come from
-    ``independent_sampler`` (TPE by default).  The fits are a pure function of the
-    finished trials in storage (cached on their ids) and a trial's draw is seeded by its
-    number, so ``n_jobs > 1`` and several processes on one storage propose different,
-    reproducible schedules.  A trial's curve is its intermediate values (steps times
-    ``step_unit`` optimizer steps) and its schedule the ``"lr_schedule"`` user attribute,
-    or, when there is none (e.g. inside Ray Tune's ``OptunaSearch``), the schedule of its
-    parameters in ``space``.
+    together: once ``n_startup_trials`` trials have completed, a loss-curve law is
+    fitted ``n_bootstrap`` times on the curves of the completed and the pruned trials (a
+    pruned trial's curve up to where it stopped: a peak LR whose runs get pruned early
+    shows the law its high losses, so the proposals move away from it), each time on a
+    bootstrap resample of the curves; a trial draws one of these fits at random
+    (Thompson sampling: the spread of the fits is the surrogate's uncertainty, so peak
+    LRs and shapes far from the data get tried while the data disagree) and takes, among
+    ``n_candidates`` random schedules of the space, the one whose predicted final loss
+    under that fit is lowest, among those whose peak LR lies within ``trust_factor`` of
+    the completed trials' and that are not like a pruned trial's schedule (a law
+    extrapolated far beyond its data favours the edge of the range; the region grows as
+    trials complete). Every other parameter, and the schedule parameters before
+    ``n_startup_trials``, come from ``independent_sampler`` (TPE by default). The fits
+    are a pure function of the finished trials in storage (cached on their ids) and a
+    trial's draw is seeded by its number, so ``n_jobs > 1`` and several processes on one
+    storage propose different, reproducible schedules. A trial's curve is its
+    intermediate values (steps times ``step_unit`` optimizer steps) and its schedule the
+    ``"lr_schedule"`` user attribute, or, when there is none (e.g. inside Ray Tune's
+    ``OptunaSearch``), the schedule of its parameters in ``space``.
 
     Example:
 
@@ -75,13 +83,17 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             way the data do (``"momentum"`` has a peak-LR term).
         min_progress: each curve is fitted from this fraction of its schedule on.
         step_unit: optimizer steps per unit of the reported step.
+        trust_factor: proposals keep their peak LR within this factor of the completed
+            trials' peak LRs (the region grows as trials complete), and avoid schedules like
+            a pruned trial's.
         independent_sampler: sampler of the other parameters (default ``TPESampler(seed=seed)``).
         seed: seed of the Thompson draws and of the default TPE.
     """
 
     def __init__(self, space: ScheduleSpace, *, n_startup_trials: int = 4, n_candidates: int = 128,
                  n_bootstrap: int = 8, law: str | Law | Callable[[], Law] = "momentum", min_progress: float = 0.1,
-                 step_unit: float = 1, independent_sampler: BaseSampler | None = None, seed: int | None = None) -> None:
+                 step_unit: float = 1, trust_factor: float = 2.0, independent_sampler: BaseSampler | None = None,
+                 seed: int | None = None) -> None:
         if not isinstance(space, ScheduleSpace):
             raise ValueError(f"space must be a ScheduleSpace, got {type(space).__name__}")
         check_forecast_args(n_startup_trials=n_startup_trials, min_progress=min_progress, step_unit=step_unit)
@@ -89,6 +101,8 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             raise ValueError(f"n_candidates must be an integer >= 1, got {n_candidates!r}")
         if not (isinstance(n_bootstrap, (int, np.integer)) and n_bootstrap >= 1):
             raise ValueError(f"n_bootstrap must be an integer >= 1, got {n_bootstrap!r}")
+        if not (isinstance(trust_factor, (int, float)) and trust_factor > 1):
+            raise ValueError(f"trust_factor must be a factor > 1, got {trust_factor!r}")
         if seed is not None and not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         self._space = space
@@ -98,6 +112,7 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
         self._law = law_factory(law)
         self._min_progress = float(min_progress)
         self._step_unit = float(step_unit)
+        self._trust_factor = float(trust_factor)
         self._seed = seed
         self._entropy = int(np.random.SeedSequence(seed).entropy % (2**63))
         self._independent_sampler = independent_sampler or TPESampler(seed=seed)
@@ -139,9 +154,13 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             rng = np.random.default_rng([self._entropy, trial.number])
             law = fits[int(rng.integers(len(fits)))]
             candidates = self._space.sample(rng, self._n_candidates)
-            scores = self._predict_final(law, candidates)
+            lrs = [self._space.schedule(p).lr() for p in candidates]
+            scores = np.array([law.predict(lr, [lr.size])[0] for lr in lrs])
             if study.direction == StudyDirection.MAXIMIZE:
                 scores = -scores
+            allowed = self._allowed(study, lrs)
+            if allowed.any():
+                scores = np.where(allowed, scores, np.inf)
             best = candidates[int(np.nanargmin(scores))]
             return {k: v for k, v in best.items() if k in search_space}
         except Exception as e:  # fall back to the independent sampler
@@ -157,13 +176,9 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
                 continue
             if t.state == TrialState.COMPLETE and (t.value is None or not math.isfinite(t.value)):
                 continue
-            try:
-                lr = trial_schedule(t).lr()
-            except ValueError:
-                try:
-                    lr = self._space.schedule(t.params).lr()
-                except (ValueError, TypeError):
-                    continue
+            lr = self._trial_lr(t)
+            if lr is None:
+                continue
             steps = sorted(t.intermediate_values)
             c = curve_from_points(steps, [t.intermediate_values[s] for s in steps], lr, f"trial {t.number}",
                                   self._step_unit)
@@ -201,9 +216,34 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
                 self._fits.move_to_end(key)
         return fits
 
-    def _predict_final(self, law: Law, candidates: list[dict[str, Any]]) -> np.ndarray:
-        out = np.empty(len(candidates))
-        for i, params in enumerate(candidates):
-            lr = self._space.schedule(params).lr()
-            out[i] = law.predict(lr, [lr.size])[0]
-        return out
+    def _allowed(self, study: optuna.study.Study, lrs: list[np.ndarray]) -> np.ndarray:
+        """Candidates the law may be trusted on: peak LR within ``trust_factor`` of the
+        completed trials' peak LRs (a law extrapolated far beyond its data tends to
+        favour the edge of the range), and not like a pruned trial (the pruner judged
+        that schedule unable to win; re-proposing it wastes the trial)."""
+        done, pruned = [], []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            lr = self._trial_lr(t)
+            if lr is not None:
+                (done if t.state == TrialState.COMPLETE else pruned).append(lr)
+        peaks = np.log([lr.max() for lr in lrs])
+        ok = np.ones(len(lrs), bool)
+        if done:
+            known = np.log([lr.max() for lr in done])
+            ok &= (peaks <= known.max() + math.log(self._trust_factor)) & (peaks >= known.min() - math.log(self._trust_factor))
+        if pruned:
+            shapes = np.stack([schedule_shape(lr) for lr in lrs])
+            for lr in pruned:
+                d2 = np.mean((shapes - schedule_shape(lr)) ** 2, axis=1) / SHAPE_SCALE ** 2
+                d2 = d2 + (peaks - math.log(lr.max())) ** 2 / LOG_PEAK_SCALE ** 2
+                ok &= d2 > _PRUNED_RADIUS2
+        return ok
+
+    def _trial_lr(self, t: FrozenTrial) -> np.ndarray | None:
+        try:
+            return trial_schedule(t).lr()
+        except ValueError:
+            try:
+                return self._space.schedule(t.params).lr()
+            except (ValueError, TypeError):
+                return None

@@ -22,7 +22,8 @@ already at its peak, so warmup adds no annealing area.  A later re-warm gives
 ``S_2 < 0`` under both: the loss bump of continual pre-training.
 
 **Momentum** (``decay=``).  ``lambda`` is fitted by default on 24 values with
-``1 - lambda`` log-spaced in [5e-4, 2e-2]; a float fixes it.  The fit minimises the sum
+``1 - lambda`` log-spaced in [5e-4, 2e-2], reaching further for runs shorter than 2,000
+steps (:func:`decay_grid`); a float fixes it.  The fit minimises the sum
 of Huber(``huber_delta``) losses of log-loss residuals.  Its multi-start is exhaustive in
 the nonlinear parameters: for every ``lambda`` and each of 60 ``alpha`` in [0.05, 1.5]
 the linear ones (``L0``, ``A``, ``C``) come from weighted least squares, all at once;
@@ -80,6 +81,24 @@ from lrtune.laws._base import Law
 __all__ = ["MomentumLaw", "annealing_area", "flatten_warmup", "forward_area", "peak_lr_scale", "warmup_steps"]
 
 DECAY_GRID = tuple(float(x) for x in 1.0 - np.geomspace(5e-4, 2e-2, 24))
+#: The momentum's memory, 1 / (1 - lambda), may be as short as this fraction of the
+#: shortest fitted horizon: below 2,000 steps the grid reaches past 1 - lambda = 2e-2.
+MIN_MEMORY_FRACTION = 1.0 / 40
+
+
+def decay_grid(horizon: int) -> tuple[float, ...]:
+    """The ``lambda`` values tried for curves whose shortest horizon is ``horizon`` steps:
+    ``DECAY_GRID`` (``1 - lambda`` log-spaced in [5e-4, 2e-2], 24 values), extended at the
+    same density up to ``1 - lambda = 1 / (MIN_MEMORY_FRACTION * horizon)`` for short runs
+    (a 400-step run anneals within tens of steps, which a memory of 50 or more steps
+    cannot follow)."""
+    top = 1.0 / (MIN_MEMORY_FRACTION * max(int(horizon), 1))
+    if top <= 2e-2:
+        return DECAY_GRID
+    top = min(top, 0.5)
+    n_extra = int(np.ceil(23 * np.log(top / 2e-2) / np.log(2e-2 / 5e-4)))
+    extra = np.geomspace(2e-2, top, n_extra + 1)[1:]
+    return DECAY_GRID + tuple(float(x) for x in 1.0 - extra)
 ALPHA_GRID = np.linspace(0.05, 1.5, 60)
 PEAK_EXPONENT_GRID = tuple(round(float(x), 2) for x in np.arange(0.2, 1.01, 0.1))
 GAMMA_GRID = tuple(round(float(x), 2) for x in np.linspace(-0.5, 0.5, 21))
@@ -388,7 +407,7 @@ class MomentumLaw(Law):
     def _fit_params(self, curves: Sequence[Curve]) -> dict[str, float]:
         data = _Data(curves, [self._fit_mask(c) for c in curves], self.model_size)
         y, w = data.y, 1.0 / data.y
-        decays = DECAY_GRID if self.decay is None else (self.decay,)
+        decays = decay_grid(min(c.horizon for c in curves)) if self.decay is None else (self.decay,)
         if self.peak_lr_exponent == "fit":
             exponents = PEAK_EXPONENT_GRID if data.n_peaks >= 2 else (DEFAULT_PEAK_LR_EXPONENT,)
         else:
