@@ -229,7 +229,11 @@ def main() -> int:
     emit("Laws with their library defaults (`make_law(name)`), chosen before this sweep was generated: the "
          "law settings on the multi-power-law split (`benchmarks/mpl_split.py`) and the Schaipp 124M grid "
          "(the momentum law's peak-LR exponent r = 0.4, `benchmarks/cross_lr.py`), the band constants on the "
-         "Schaipp 124M grid (`benchmarks/bands.py`). Nothing was tuned on this sweep. Metrics as in "
+         "Schaipp 124M grid (`benchmarks/bands.py`). Nothing was tuned on this sweep. One later change "
+         "touches it: the momentum law's decay grid now reaches memories of 1/40 of the horizon for runs "
+         "under 2,000 steps (`lrtune.laws.momentum.decay_grid`), added after this sweep existed for the "
+         "400-step runs of `examples/tune_lm.py`; it moved the pooled same-horizon momentum PredE from "
+         "1.267 % to 1.263 %. Metrics as in "
          "`benchmarks/mpl_split.py` and `benchmarks/bands.py` (imported from them), pooled over every "
          "held-out point of a row: PredE = mean |pred - loss| / loss, WorstE = its maximum, R^2 = "
          "1 - SS_res / SS_tot, coverage and mean relative width of the 90 % band.")

@@ -469,8 +469,9 @@ def pruner_section() -> None:
          "check builds a fresh `FinalLossModel` from the completed trials (median of 2 checks; at 1,000 trials "
          "the fresh check is the first check, measured once, to keep the run short). The cache saves the "
          "checks between two completions, not the refit: the first check after each completed trial refits, "
-         "and that refit grows linearly with the number of completed trials (the first-check column), so a "
-         "study of 1,000 trials pays a check of that length once per completion.")
+         "and that refit fits at most the 64 completed curves with the lowest final loss "
+         "(`lrtune.integrations._forecast.MAX_CURVES`), so past 64 trials only reading the trials from "
+         "storage grows (the first-check column).")
     emit()
 
 
