@@ -4,7 +4,7 @@ Each run of a grid is one trial; its objective reports the run's real validation
 step by step, so every pruner / scheduler decides on exactly the losses the run produced.
 Two grids, one study per horizon:
 
-* ``schaipp``: the Schaipp 124M grid (``grid()`` / ``schaipp_spec()`` of
+* ``schaipp``: the Schaipp 124M grid (``grid()`` of
   benchmarks/replay_pruning.py), horizons 15000/25000/35000/50000, a loss every 200
   optimizer steps (20-41 runs per horizon; the 5e-3 cosine run at 50k diverged: it reports
   its real, huge losses);
@@ -63,6 +63,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from lrtune import read_curves  # noqa: E402
+from lrtune.datasets import schaipp_spec  # noqa: E402
 from lrtune.curves import Curve  # noqa: E402
 from lrtune.laws import make_law  # noqa: E402
 from lrtune.integrations._forecast import FinalLossModel, law_factory, schedule_lr  # noqa: E402
@@ -118,7 +119,7 @@ def load_grid(grid: str, horizon: int) -> list[Run]:
     runs = []
     if grid == "schaipp":
         for c in replay_pruning.grid(horizon):
-            runs.append(Run(c.name, replay_pruning.schaipp_spec(c.meta), np.asarray(c.steps, np.int64),
+            runs.append(Run(c.name, schaipp_spec(c.meta), np.asarray(c.steps, np.int64),
                             np.asarray(c.loss, float), horizon))
     elif grid == "generated":
         for path in sorted(glob.glob(os.path.join(GENERATED, "*.json"))):
@@ -757,7 +758,7 @@ def render(data: dict) -> str:
               "Each run of a grid is one trial: its objective reports the run's real validation-loss curve step by "
               "step, so every pruner / scheduler decides on exactly the losses the run produced. One study per "
               "grid horizon:", "",
-              "- **schaipp**: the Schaipp 124M grid (`grid()` / `schaipp_spec()` of benchmarks/replay_pruning.py), "
+              "- **schaipp**: the Schaipp 124M grid (`grid()` of benchmarks/replay_pruning.py, specs from `lrtune.datasets.schaipp_spec`), "
               "horizons 15000 / 25000 / 35000 / 50000 (22 / 38 / 20 / 41 runs), a loss every 200 optimizer steps; "
               "the 5e-3 cosine run at 50k diverged and reports its real losses (up to 7.8);",
               "- **generated**: benchmarks/data/generated, 13 schedules x 5 peak LRs = 65 runs per horizon 200 / 400 "

@@ -36,25 +36,12 @@ import warnings
 import numpy as np
 import optuna
 
-from lrtune.datasets import load_schaipp, schaipp_runs
+from lrtune.datasets import load_schaipp, schaipp_runs, schaipp_spec
 from lrtune.integrations.optuna import ScheduleAwarePruner, record_schedule
 
 DEV = (15000, 35000)
 HELD_OUT = (25000, 50000)
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "replay_pruning.md")
-
-
-def schaipp_spec(meta: dict) -> str:
-    """The lrtune spec of a Schaipp 124M run (docs/schedules.md).  Cosine runs are torch
-    OneCycleLR with a cosine warmup: the spec's linear warmup differs over the first 300
-    updates only (after them the LR agrees to 1e-4 of the peak)."""
-    h, lr = int(meta["horizon"]), float(meta["base_lr"])
-    if meta["schedule"] == "wsd":
-        shape = {"linear": "linear", "sqrt": "1-sqrt"}[meta["decay_type"]]
-        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape={shape}"
-    if meta["schedule"] == "constant":
-        return f"constant:steps={h},peak={lr},warmup=301,start=0.01"
-    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
 
 
 def grid(horizon: int) -> list:

@@ -59,7 +59,7 @@ COMMAND = "python benchmarks/speed.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = ("linear", "1-sqrt", "cosine")
 from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
-from replay_pruning import schaipp_spec  # noqa: E402
+from lrtune.datasets import schaipp_spec  # noqa: E402
 
 
 

@@ -43,7 +43,8 @@ from lrtune.curves import Curve
 from lrtune.laws import Law, make_law
 from lrtune.schedules import parse_schedule
 
-__all__ = ["ANCHOR_POINTS", "CacheFreePickle", "FinalLossModel", "check_forecast_args", "Forecast", "curve_from_points", "horizon_fractions", "is_diverging",
+__all__ = ["ANCHOR_POINTS", "CacheFreePickle", "FinalLossModel", "check_forecast_args", "schedule_distance2",
+           "schedule_shape", "Forecast", "curve_from_points", "horizon_fractions", "is_diverging",
            "law_factory", "schedule_lr"]
 
 #: Reported losses averaged to place a trial's curve relative to the law.
@@ -72,6 +73,15 @@ def schedule_shape(lr: np.ndarray, points: int = 200) -> np.ndarray:
     lr = np.asarray(lr, dtype=float)
     at = (np.arange(points) * lr.size) // points
     return lr[at] / lr.max()
+
+
+def schedule_distance2(shapes: np.ndarray, log_peaks: np.ndarray, shape: np.ndarray,
+                       log_peak: float) -> np.ndarray:
+    """Squared distance of each schedule (rows of ``shapes``, see :func:`schedule_shape`, and
+    ``log_peaks``) to one schedule, in units of SHAPE_SCALE and LOG_PEAK_SCALE: two
+    schedules are alike (similarity ``exp(-d2)``) when it is below 1."""
+    d2 = np.mean((shapes - shape) ** 2, axis=1) / SHAPE_SCALE ** 2
+    return d2 + (log_peaks - log_peak) ** 2 / LOG_PEAK_SCALE ** 2
 
 
 def horizon_fractions() -> np.ndarray:
@@ -304,9 +314,7 @@ class FinalLossModel:
 
     # -- errors of similar schedules -----------------------------------------------------
     def _similarity(self, shape: np.ndarray, log_peak: float) -> np.ndarray:
-        d2 = np.mean((self._shapes - shape) ** 2, axis=1) / SHAPE_SCALE ** 2
-        d2 = d2 + (self._log_peaks - log_peak) ** 2 / LOG_PEAK_SCALE ** 2
-        return np.exp(-d2)
+        return np.exp(-schedule_distance2(self._shapes, self._log_peaks, shape, log_peak))
 
     def _at(self, values: np.ndarray, progress: float) -> np.ndarray:
         """Per-run values of a (runs x fractions) array at ``progress`` (NaN where unseen)."""

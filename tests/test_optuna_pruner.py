@@ -11,37 +11,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lrtune.datasets import load_schaipp
+from _schaipp15k import SUBSET, grid_15k
+from lrtune.datasets import load_schaipp, schaipp_spec as spec_of
 from lrtune.integrations.optuna import SCHEDULE_ATTR, ScheduleAwarePruner, record_schedule
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # 15k-step runs: WSD (linear cooldown 0.1, 0.4, 0.6, 0.9) at 3 peak LRs and cosine at 2.
-SUBSET = [("wsd", c, lr) for c in ("0.1", "0.4", "0.6", "0.9") for lr in ("0.0005", "0.001", "0.002")] + \
-         [("cosine", "0.0", "0.001"), ("cosine", "0.0", "0.002")]
-
-
-def spec_of(meta: dict) -> str:
-    h, lr = int(meta["horizon"]), float(meta["base_lr"])
-    if meta["schedule"] == "wsd":
-        shape = {"linear": "linear", "sqrt": "1-sqrt"}[meta["decay_type"]]
-        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape={shape}"
-    if meta["schedule"] == "constant":
-        return f"constant:steps={h},peak={lr},warmup=301,start=0.01"
-    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
-
-
-def grid_15k() -> list:
-    curves = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", decay_type="linear")
-    curves += load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", schedule="cosine")
-    picked = {}
-    for c in sorted(curves, key=lambda c: c.name):
-        key = (c.meta["schedule"], c.meta["cooldown_frac"], c.meta["base_lr"])
-        if key in SUBSET and key not in picked:
-            picked[key] = c
-    return [picked[k] for k in SUBSET]
-
-
 CURVES = grid_15k()
 ORDER = np.random.default_rng(3).permutation(len(CURVES))
 

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lrtune.datasets import load_schaipp
+from lrtune.datasets import load_schaipp, schaipp_spec as spec_of
 from lrtune.integrations.optuna import (
     SCHEDULE_ATTR,
     ScheduleSampler,
@@ -26,13 +26,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 RUNS = [c for c in load_schaipp(group="main", n_layer="12", n_embd="768", horizon="25000")
         if c.meta["decay_type"] in ("linear", "cosine")]
 SPACE = ScheduleSpace(steps=25000, peak_lr=(1e-4, 2e-3), families=("wsd", "cosine"), cooldown=(0.1, 0.9), warmup=301)
-
-
-def spec_of(meta: dict) -> str:
-    h, lr = int(meta["horizon"]), float(meta["base_lr"])
-    if meta["schedule"] == "wsd":
-        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape=linear"
-    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
 
 
 def nearest_run(params: dict) -> int:

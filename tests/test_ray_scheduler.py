@@ -16,31 +16,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 from ray.tune.experiment import Trial  # noqa: E402
 from ray.tune.schedulers import TrialScheduler  # noqa: E402
 
-from lrtune.datasets import load_schaipp  # noqa: E402
+from _schaipp15k import SUBSET, grid_15k  # noqa: E402
+from lrtune.datasets import schaipp_spec as spec_of  # noqa: E402
 from lrtune.integrations.optuna import ScheduleSpace, suggest_schedule  # noqa: E402
 from lrtune.integrations.ray import ScheduleAwareScheduler  # noqa: E402
-
-SUBSET = [("wsd", c, lr) for c in ("0.1", "0.4", "0.6", "0.9") for lr in ("0.0005", "0.001", "0.002")] + \
-         [("cosine", "0.0", "0.001"), ("cosine", "0.0", "0.002")]
-
-
-def spec_of(meta: dict) -> str:
-    h, lr = int(meta["horizon"]), float(meta["base_lr"])
-    if meta["schedule"] == "wsd":
-        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape=linear"
-    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
-
-
-def grid_15k() -> list:
-    curves = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", decay_type="linear")
-    curves += load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000", schedule="cosine")
-    picked = {}
-    for c in sorted(curves, key=lambda c: c.name):
-        key = (c.meta["schedule"], c.meta["cooldown_frac"], c.meta["base_lr"])
-        if key in SUBSET and key not in picked:
-            picked[key] = c
-    return [picked[k] for k in SUBSET]
-
 
 CURVES = grid_15k()
 

@@ -540,3 +540,20 @@ def test_direct_construction_with_wrong_types_raises_value_error():
         Cosine(steps=10, peak="x")
     with pytest.raises(ValueError, match=r"constant: steps must be an integer >= 1, got 2.5"):
         Constant(steps=2.5, peak=1.0)
+
+
+def test_schaipp_spec_reproduces_the_runs_lr_arrays():
+    from lrtune.datasets import load_schaipp, schaipp_spec
+
+    curves = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="15000")
+    curves += load_schaipp(group="main", n_layer="12", n_embd="768", schedule="constant")[:2]
+    curves += load_schaipp(group="main", n_layer="12", n_embd="768", decay_type="sqrt")[:2]
+    assert {c.meta["schedule"] for c in curves} == {"wsd", "cosine", "constant"}
+    assert {c.meta["decay_type"] for c in curves if c.meta["schedule"] == "wsd"} == {"linear", "sqrt"}
+    for c in curves:
+        lr = parse_schedule(schaipp_spec(c.meta)).lr()
+        assert lr.size == c.lr.size
+        if c.meta["schedule"] == "cosine":  # torch OneCycleLR's cosine warmup: equal after it
+            assert np.max(np.abs(lr[300:] - c.lr[300:])) <= 1e-4 * c.lr.max(), c.name
+        else:
+            assert max_rel_err(lr, c.lr) <= 1e-6, c.name

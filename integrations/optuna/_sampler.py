@@ -17,8 +17,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import (LOG_PEAK_SCALE, SHAPE_SCALE, CacheFreePickle, check_forecast_args,
-                                           curve_from_points, law_factory, schedule_shape)
+from lrtune.integrations._forecast import (CacheFreePickle, check_forecast_args, curve_from_points, law_factory,
+                                           schedule_distance2, schedule_lr, schedule_shape)
 from lrtune.integrations.optuna._schedule import ScheduleSpace, trial_schedule
 from lrtune.laws import Law
 
@@ -26,8 +26,8 @@ __all__ = ["ScheduleSampler"]
 
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
-#: A candidate is "like a pruned trial" within this squared distance (the similarity
-#: kernel of the forecast error, lrtune.integrations._forecast, at weight exp(-0.25)).
+#: A candidate is "like a pruned trial" within this squared distance
+#: (``schedule_distance2``, the kernel of the forecast error, at weight exp(-0.25)).
 _PRUNED_RADIUS2 = 0.25
 
 
@@ -234,16 +234,14 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
         if pruned:
             shapes = np.stack([schedule_shape(lr) for lr in lrs])
             for lr in pruned:
-                d2 = np.mean((shapes - schedule_shape(lr)) ** 2, axis=1) / SHAPE_SCALE ** 2
-                d2 = d2 + (peaks - math.log(lr.max())) ** 2 / LOG_PEAK_SCALE ** 2
-                ok &= d2 > _PRUNED_RADIUS2
+                ok &= schedule_distance2(shapes, peaks, schedule_shape(lr), math.log(lr.max())) > _PRUNED_RADIUS2
         return ok
 
     def _trial_lr(self, t: FrozenTrial) -> np.ndarray | None:
         try:
-            return trial_schedule(t).lr()
+            return schedule_lr(trial_schedule(t).spec())
         except ValueError:
             try:
-                return self._space.schedule(t.params).lr()
+                return schedule_lr(self._space.schedule(t.params).spec())
             except (ValueError, TypeError):
                 return None

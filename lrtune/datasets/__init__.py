@@ -23,7 +23,8 @@ import numpy as np
 
 from lrtune.curves import Curve
 
-__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "load_mpl", "load_schaipp", "mpl_runs", "mpl_split", "schaipp_runs"]
+__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "load_mpl", "load_schaipp", "mpl_runs", "mpl_split", "schaipp_runs",
+           "schaipp_spec"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 MPL_MODELS = ("25M", "100M", "400M")
@@ -161,3 +162,18 @@ def load_schaipp(keys: list[str] | None = None, root: str | None = None, **where
             out.append(Curve(pts[:, 0].astype(np.int64), pts[:, 1], z[r["key"]].astype(np.float64),
                              name=r["key"], meta=meta))
     return out
+
+
+def schaipp_spec(meta: dict) -> str:
+    """The lrtune spec of a Schaipp run from its ``runs.csv`` row (``Curve.meta``): WSD
+    (linear or 1-sqrt cooldown), constant, or cosine to ``final_lr``.  Cosine runs are torch
+    ``OneCycleLR`` with a cosine warmup: the spec's linear warmup differs over the first 300
+    updates only (after them the LR agrees to 1e-4 of the peak; ``lr_from_torch`` gives the
+    exact array)."""
+    h, lr = int(meta["horizon"]), float(meta["base_lr"])
+    if meta["schedule"] == "wsd":
+        shape = {"linear": "linear", "sqrt": "1-sqrt"}[meta["decay_type"]]
+        return f"wsd:steps={h},peak={lr},warmup=301,start=0.01,cooldown={meta['cooldown_frac']},shape={shape}"
+    if meta["schedule"] == "constant":
+        return f"constant:steps={h},peak={lr},warmup=301,start=0.01"
+    return f"cosine:steps={h},peak={lr},warmup=300,start=0.01,min={float(meta['final_lr']) / lr!r}"
