@@ -24,7 +24,15 @@ Shared by the Optuna pruner and the Ray Tune scheduler.  The rule:
   still to come, or the error of all finished runs at that fraction when larger.  So a
   schedule unlike every finished run (a WSD trial when only cosine runs have finished)
   gets a wide error and is not stopped on the law's word alone; neither side goes below
-  ``min_error``.
+  ``min_error``;
+* the errors above come from runs inside the range of finished peak LRs; a trial whose
+  peak lies outside it by ``d`` (in log peak LR) is an extrapolation: the finished runs at
+  the lowest and at the highest peak are forecast by the law fitted without them, their
+  errors divided by the gap to the next peak give an error per unit of ``d``, added (in
+  quadrature) times ``d``.  With one finished peak LR a trial at another is not forecast;
+* the error estimate rests on few runs when few similar runs finished: the forecast
+  carries their effective number (``dof``), and its quantiles are Student-t quantiles
+  with that many degrees of freedom (at least ``MIN_DOF``).
 
 All of it is a pure function of the finished curves, cached by the caller on their ids.
 """
@@ -38,6 +46,8 @@ import threading
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.stats import norm as _normal
+from scipy.stats import t as _student_t
 
 from lrtune.curves import Curve
 from lrtune.laws import Law, make_law
@@ -64,6 +74,11 @@ LOG_PEAK_SCALE = 1.0
 #: At most this many finished curves are fitted (those with the lowest final loss), so a
 #: refit after a trial completes costs the same in a study of 1,000 trials as of 64.
 MAX_CURVES = 64
+#: The fewest degrees of freedom a forecast's error gets (the Student-t quantile at 0.9 with
+#: 0.5 degrees of freedom is about 7.5 times the normal one).
+MIN_DOF = 0.5
+#: Peak LRs closer than this (relative) are one peak LR when the extrapolation error is measured.
+PEAK_TOLERANCE = 1e-6
 #: Fractions of the horizon at which the forecast error is measured.
 _FRACTIONS = np.round(np.linspace(0.05, 1.0, 20), 4)
 
@@ -194,14 +209,23 @@ class Forecast:
     above: float
     below: float
     progress: float
+    #: degrees of freedom of the error estimate (the effective number of finished runs it
+    #: rests on): ``z`` (a normal quantile) becomes the Student-t quantile of the same
+    #: probability, wider when few similar runs finished
+    dof: float = math.inf
+
+    def _quantile(self, z: float) -> float:
+        if not math.isfinite(self.dof):
+            return z
+        return float(_student_t.ppf(_normal.cdf(z), self.dof))
 
     def lower(self, z: float) -> float:
         """The optimistic end: the final loss is above this unless the forecast is too high."""
-        return self.final - z * self.above
+        return self.final - self._quantile(z) * self.above
 
     def upper(self, z: float) -> float:
         """The pessimistic end: the final loss is below this unless the forecast is too low."""
-        return self.final + z * self.below
+        return self.final + self._quantile(z) * self.below
 
 
 def _after(curve: Curve, first_step: float) -> Curve:
@@ -247,6 +271,7 @@ class FinalLossModel:
         self._shapes = np.stack([schedule_shape(c.lr) for c in curves])
         self._log_peaks = np.array([math.log(float(np.max(c.lr))) for c in curves])
         self._residuals_ = self._local_residuals()
+        self.extrapolation_ = self._extrapolation_error(list(curves)) if local else None
 
     def _fit(self, curves: Sequence[Curve]) -> Law:
         return self._make_law().fit([_after(c, self.burn_in * c.horizon) for c in curves])
@@ -308,9 +333,54 @@ class FinalLossModel:
         held = np.concatenate([lr[:int(steps[-1])], np.full(horizon - int(steps[-1]), lr[int(steps[-1]) - 1])])
         change = abs(float(self.law_.predict(held, [horizon])[0]) - pred[-1]) / abs(final)  # the annealing to come
         pooled = [float(np.interp(progress, self.fractions_, p)) for p in self.error_profile_]
-        bias, above, below = self._local_error(lr, progress, [max(p, self.prior_change * change) for p in pooled])
+        bias, above, below, dof = self._local_error(lr, progress, [max(p, self.prior_change * change) for p in pooled])
         final = final / (1.0 + bias)
-        return Forecast(final, above * abs(final), below * abs(final), progress)
+        beyond = self._beyond(lr)
+        if beyond > 0.0:  # a peak LR outside those of the finished runs: the law extrapolates
+            if self.extrapolation_ is None:
+                return None  # one peak LR finished: nothing says how far the law can be trusted
+            extra = float(np.interp(progress, self.fractions_, self.extrapolation_)) * beyond
+            above, below = math.hypot(above, extra), math.hypot(below, extra)
+        return Forecast(final, above * abs(final), below * abs(final), progress, dof)
+
+    # -- peak LRs beyond the finished runs --------------------------------------------
+    def _beyond(self, lr: np.ndarray) -> float:
+        """How far (in log peak LR) ``lr``'s peak lies outside the finished runs' peaks."""
+        log_peak = math.log(float(np.max(lr)))
+        lo, hi = float(self._log_peaks.min()), float(self._log_peaks.max())
+        return max(0.0, log_peak - hi - PEAK_TOLERANCE, lo - log_peak - PEAK_TOLERANCE)
+
+    def _extrapolation_error(self, curves: list[Curve]) -> np.ndarray | None:
+        """Relative forecast error per unit of log peak LR beyond the fitted peaks, by
+        fraction of the horizon: the runs at the lowest and at the highest finished peak LR
+        are forecast by the law fitted on the other runs only (an extrapolation by the gap to
+        the next peak), and their errors are divided by that gap.  ``None`` with fewer than
+        two peak LRs.  A trial beyond the finished peaks by ``d`` gets this times ``d`` as an
+        extra standard deviation."""
+        peaks = np.unique(np.round(self._log_peaks / PEAK_TOLERANCE) * PEAK_TOLERANCE)
+        if peaks.size < 2:
+            return None
+        rates = []
+        for held, gap in ((peaks[0], peaks[1] - peaks[0]), (peaks[-1], peaks[-1] - peaks[-2])):
+            out = np.abs(self._log_peaks - held) <= PEAK_TOLERANCE
+            rest = [c for c, o in zip(curves, out) if not o]
+            if len(rest) < 2:
+                continue
+            try:
+                law = self._fit(rest)
+            except ValueError:  # the other runs alone cannot be fitted: no measure from this side
+                continue
+            for c, o in zip(curves, out):
+                if o:
+                    rates.append(np.abs(self._relative_errors(law, c)) / gap)
+        if not rates:
+            return None
+        r = np.asarray(rates)
+        seen = np.isfinite(r)
+        n = seen.sum(axis=0)
+        rms = np.sqrt((np.where(seen, r, 0.0) ** 2).sum(axis=0) / np.maximum(n, 1))
+        rms[n == 0] = rms[n > 0].max() if (n > 0).any() else np.inf
+        return rms
 
     # -- errors of similar schedules -----------------------------------------------------
     def _similarity(self, shape: np.ndarray, log_peak: float) -> np.ndarray:
@@ -337,7 +407,7 @@ class FinalLossModel:
         wv = w[:, None] * seen
         return (wv * np.where(seen, errors, 0.0)).sum(axis=0) / (wv.sum(axis=0) + PRIOR_WEIGHT)
 
-    def _local_error(self, lr: np.ndarray, progress: float, prior: list[float]) -> tuple[float, float, float]:
+    def _local_error(self, lr: np.ndarray, progress: float, prior: list[float]) -> tuple[float, float, float, float]:
         """The forecast's relative bias and the standard deviations of the corrected
         forecast above and below the truth, from the finished runs whose schedules are
         like this one (weighted by similarity), shrunk toward ``prior`` (above, below)
@@ -354,7 +424,8 @@ class FinalLossModel:
         for side, p in zip((np.maximum(r, 0.0), np.minimum(r, 0.0)), prior):
             var = (2.0 * (w * side ** 2).sum() + PRIOR_WEIGHT * p ** 2) / total
             spread.append(max(math.sqrt(var), self.min_error))
-        return bias, spread[0], spread[1]
+        dof = max(total ** 2 / (float((w ** 2).sum()) + PRIOR_WEIGHT ** 2), MIN_DOF)  # effective runs
+        return bias, spread[0], spread[1], dof
 
 
 def curve_from_points(steps: Sequence[float], values: Sequence[float], lr: np.ndarray, name: str,

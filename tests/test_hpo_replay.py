@@ -62,6 +62,20 @@ def test_spearman_at_full_training_is_one(runs):
     assert -1 <= out["0.25"]["raw"] < 1
 
 
+def test_spearman_protocol_does_not_fit_a_diverged_run():
+    # order 4 of the 50k Schaipp grid starts with the 5e-3 cosine run that diverged: the law
+    # cannot be fitted on it (its loss rises with the LR area), so the protocol skips it as
+    # the pruner would, and still ranks it with the others
+    runs = H.load_grid("schaipp", 50000)
+    order = H.trial_order(len(runs), 4)
+    ratio = H.ScheduleAwarePruner()._divergence_ratio
+    bad = [i for i in order[:H.N_STARTUP] if np.any(runs[i].loss > ratio * np.minimum.accumulate(runs[i].loss))]
+    assert len(bad) == 1 and runs[bad[0]].final > 7
+    out = H.forecast_ranking(runs, order, fractions=(0.5,))
+    assert out["0.5"]["n"] == len(runs) - H.N_STARTUP
+    assert out["0.5"]["lrtune"] > out["0.5"]["raw"]
+
+
 def test_nearest_run_finds_a_grid_run_from_its_own_schedule(runs):
     i = 17
     lr = np.asarray(H.schedule_lr(runs[i].spec))

@@ -35,9 +35,12 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     fraction of its schedule); the forecast's standard deviation is the spread of those
     trials' corrected errors (only forecasts that came out too high count, since only
     those prune a winner), wide for a schedule unlike every completed one, never below
-    ``min_error`` (details: ``lrtune.integrations._forecast``). The trial is pruned when
-    even the optimistic end of its forecast, ``final - z * error`` with ``z`` the
-    one-sided normal quantile of ``confidence``, is above ``(1 - margin)`` times the
+    ``min_error``, and wider for a peak LR beyond those of the completed trials (by the
+    error the law showed when extrapolating to their lowest and highest peak LRs)
+    (details: ``lrtune.integrations._forecast``). The trial is pruned when even the
+    optimistic end of its forecast, ``final - q * error`` with ``q`` the one-sided
+    quantile of ``confidence`` (Student t with the effective number of similar completed
+    trials as degrees of freedom: wide while few have completed), is above ``(1 - margin)`` times the
     best value so far: the best completed trial, or a running trial whose pessimistic
     forecast is lower. A schedule that anneals late (WSD) is judged by the drop its
     cooldown will bring, not by its loss now. A NaN, infinite or diverging loss (above

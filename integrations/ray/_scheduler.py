@@ -36,10 +36,12 @@ class ScheduleAwareScheduler(FIFOScheduler):
     corrected by the bias the same forecast shows on completed trials with similar
     schedules (each left out in turn); the forecast's standard deviation is the spread
     of their corrected errors (forecasts that came out too high), wide for a schedule
-    unlike every completed one, never below ``min_error``. The trial is stopped
-    (``STOP``) when ``final - z * error`` is above ``(1 - margin)`` times the best
-    completed trial's final ``metric`` or a running trial's pessimistic forecast, ``z``
-    being the one-sided normal quantile of ``confidence``; otherwise it continues
+    unlike every completed one or for a peak LR beyond the completed trials', never below
+    ``min_error``. The trial is stopped (``STOP``) when ``final - q * error`` is above
+    ``(1 - margin)`` times the best completed trial's final ``metric`` or a running
+    trial's pessimistic forecast, ``q`` being the one-sided quantile of ``confidence``
+    (Student t with the effective number of similar completed trials as degrees of
+    freedom); otherwise it continues
     (``CONTINUE``). A NaN, infinite or diverging metric (above ``divergence_ratio``
     times the trial's lowest) is stopped at once. A trial without a schedule in its
     config, or with one that does not parse, is never stopped by the model (a warning is
