@@ -96,7 +96,7 @@ def fits_section() -> str:
         "## gamma* power laws (D = G = 1, T = 200, 210, ..., 500)\n\n"
         + table(["quantity", "published", "measured", "match"], rows)
         + f"\n\nRatio gamma*_cos / gamma*_wsd over the grid: {ratio.min():.3f} .. {ratio.max():.3f}."
-        + f"\nSensitivity to the grid: over T = 100, 110, ..., 1000 the fits are cosine "
+        + "\nSensitivity to the grid: over T = 100, 110, ..., 1000 the fits are cosine "
         + f"{a2c:.3f} T^{b2c:.3f} and WSD {a2w:.3f} T^{b2w:.3f}.\n"
     )
 

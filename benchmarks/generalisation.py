@@ -211,7 +211,7 @@ METRICS = ["PredE %", "WorstE %", "R^2", "90 % band coverage %", "mean band widt
 
 
 def main() -> int:
-    from _report import OUT, emit, table
+    from _report import OUT, emit, save, table
 
     t_start = time.time()
     sweep = load_sweep()
@@ -366,9 +366,7 @@ def main() -> int:
     lines = headline(head, same)
     print("\n".join(lines))
     OUT[head_at:head_at] = lines
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "generalisation.md"), "w") as f:
-        f.write("\n".join(OUT) + "\n")
+    save("generalisation")
     return 0
 
 

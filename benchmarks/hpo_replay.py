@@ -41,11 +41,11 @@ import dataclasses
 import glob
 import hashlib
 import json
-import logging
 import math
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections import OrderedDict
 
@@ -66,7 +66,7 @@ from lrtune import read_curves  # noqa: E402
 from lrtune.datasets import schaipp_spec  # noqa: E402
 from lrtune.curves import Curve  # noqa: E402
 from lrtune.laws import make_law  # noqa: E402
-from lrtune.integrations._forecast import FinalLossModel, law_factory, schedule_lr  # noqa: E402
+from lrtune.integrations._forecast import FinalLossModel, is_diverging, law_factory, schedule_lr  # noqa: E402
 from lrtune.integrations.optuna import (ScheduleAwarePruner, ScheduleSampler, ScheduleSpace,  # noqa: E402
                                         record_schedule)
 
@@ -184,9 +184,8 @@ def forecast_ranking(runs: list[Run], order: np.ndarray, fractions=FRACTIONS) ->
     pruner = ScheduleAwarePruner()
     ratio = pruner._divergence_ratio
 
-    def diverged(r: Run) -> bool:
-        loss = _finite(r.loss)
-        return bool(np.any(loss > ratio * np.minimum.accumulate(loss)))
+    def diverged(r: Run) -> bool:  # the pruner's rule at some report
+        return any(is_diverging(r.loss[:k], ratio) for k in range(1, r.loss.size + 1))
 
     first = [i for i in order if not diverged(runs[i])][:N_STARTUP]
     fit = [runs[i] for i in first]
@@ -600,8 +599,6 @@ def _task(args: tuple) -> list[tuple[str, dict]]:
                 runs = load_grid(grid, h)
                 r = forecast_ranking(runs, trial_order(len(runs), o))
         except Exception:  # one failed study must not end the run: it is reported, and its order is incomplete
-            import traceback
-
             r = {"error": traceback.format_exc()}
         r["wall"] = time.time() - t0
         out.append((f"{method}|{grid}|{h}|{o}", r))
@@ -1030,30 +1027,21 @@ VERIFY_HORIZONS = {"schaipp": 15000, "generated": 200}
 def verify(data: dict, save, grids: list[str], horizons: str | None, orders: list[int], want: list[str],
            n_trials: int | None = None) -> None:
     """Driver against real tune.Tuner runs (smallest horizon of each grid by default)."""
-    import tempfile
-
-    import ray
-
-    if True:
-        ver = data.setdefault("verify", {})
-        with tempfile.TemporaryDirectory(prefix="rayv", dir="/tmp") as tmp:
-            ray.init(num_cpus=2, include_dashboard=False, _temp_dir=os.path.join(tmp, "r"),
-                     logging_level=logging.ERROR, log_to_driver=False)
-            try:
-                for g in grids:
-                    for h in ([int(x) for x in horizons.split(",")] if horizons else [VERIFY_HORIZONS[g]]):
-                        for o in orders:
-                            for m in want:
-                                d = replay_ray(g, h, o, m, n_trials)
-                                tr = tuner_ray(g, h, o, m, os.path.join(tmp, f"run{len(ver)}"), n_trials)
-                                ver[f"{m}|{g}|{h}|{o}"] = {"trials": n_trials or len(load_grid(g, h)), "driver_used": d["used"], "tuner_used": tr["used"],
-                                                           "driver_regret": d["regret"], "tuner_regret": tr["regret"],
-                                                           "tuner_wall": tr["wall"], "driver_pauses": d["pauses"]}
-                                print(f"verify {m} {g} {h} order {o}: driver {d['used']} Tuner {tr['used']} steps "
-                                      f"(regret {d['regret']:.4f} / {tr['regret']:.4f}, {tr['wall']:.0f} s)", flush=True)
-                                save()
-            finally:
-                ray.shutdown()
+    ver = data.setdefault("verify", {})
+    with replay_pruning.local_ray("rayv") as tmp:
+        for g in grids:
+            for h in ([int(x) for x in horizons.split(",")] if horizons else [VERIFY_HORIZONS[g]]):
+                for o in orders:
+                    for m in want:
+                        d = replay_ray(g, h, o, m, n_trials)
+                        tr = tuner_ray(g, h, o, m, os.path.join(tmp, f"run{len(ver)}"), n_trials)
+                        ver[f"{m}|{g}|{h}|{o}"] = {"trials": n_trials or len(load_grid(g, h)),
+                                                   "driver_used": d["used"], "tuner_used": tr["used"],
+                                                   "driver_regret": d["regret"], "tuner_regret": tr["regret"],
+                                                   "tuner_wall": tr["wall"], "driver_pauses": d["pauses"]}
+                        print(f"verify {m} {g} {h} order {o}: driver {d['used']} Tuner {tr['used']} steps "
+                              f"(regret {d['regret']:.4f} / {tr['regret']:.4f}, {tr['wall']:.0f} s)", flush=True)
+                        save()
 
 
 if __name__ == "__main__":

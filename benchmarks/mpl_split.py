@@ -36,7 +36,7 @@ PUBLISHED = {
     "multipower": {"25M": (0.110, 0.41, 0.9988), "100M": (0.142, 0.58, 0.9983), "400M": (0.168, 0.995, 0.9978)},
     "momentum": {"25M": (0.16, None, None), "100M": (0.17, None, None), "400M": (0.25, None, None)},
 }
-from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
+from _report import emit, save, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 
 
@@ -124,9 +124,7 @@ def main() -> int:
     emit()
     table(["model", "run", "final S1", "drop"], [row for m in MPL_MODELS for row in drop_against_constant(m)])
 
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "mpl_split.md"), "w") as f:
-        f.write("\n".join(OUT) + "\n")
+    save("mpl_split")
     return 0
 
 

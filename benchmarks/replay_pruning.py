@@ -27,6 +27,7 @@ benchmarks/results/replay_pruning.md from all parts stored so far.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -396,29 +397,37 @@ def run_part(args: Args, data: dict, save) -> None:
         print(data["timing"])
         save()
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import ray
-
         store = data.setdefault("ray", {})
-        with tempfile.TemporaryDirectory(prefix="ray", dir="/tmp") as tmp:
-            ray.init(num_cpus=2, include_dashboard=False, _temp_dir=os.path.join(tmp, "r"),
-                     logging_level=logging.ERROR, log_to_driver=False)
-            try:
-                for h in horizons:
-                    cs = grid(h)
-                    n_points = max(int(c.steps.size) for c in cs)
-                    for o in orders:
-                        order = np.random.default_rng(o).permutation(len(cs))
-                        for name, make in ray_schedulers(h, n_points).items():
-                            t0 = time.time()
-                            r = replay_ray(cs, order, make(), os.path.join(tmp, f"run{len(store)}"))
-                            r["wall"] = time.time() - t0
-                            store[f"{name}|{h}|{o}"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-                            print(f"ray {h} order {o} {name}: steps {r['fraction']:.3f} kept best {r['kept_best']} "
-                                  f"regret {r['regret']:.4f} ({r['wall']:.0f} s)", flush=True)
-                            save()
-            finally:
-                ray.shutdown()
+        with local_ray("ray") as tmp:
+            for h in horizons:
+                cs = grid(h)
+                n_points = max(int(c.steps.size) for c in cs)
+                for o in orders:
+                    order = np.random.default_rng(o).permutation(len(cs))
+                    for name, make in ray_schedulers(h, n_points).items():
+                        t0 = time.time()
+                        r = replay_ray(cs, order, make(), os.path.join(tmp, f"run{len(store)}"))
+                        r["wall"] = time.time() - t0
+                        store[f"{name}|{h}|{o}"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+                        print(f"ray {h} order {o} {name}: steps {r['fraction']:.3f} kept best {r['kept_best']} "
+                              f"regret {r['regret']:.4f} ({r['wall']:.0f} s)", flush=True)
+                        save()
+
+
+@contextlib.contextmanager
+def local_ray(prefix: str):
+    """A local Ray instance on 2 CPUs whose files live in a temporary directory (yielded,
+    for Tune's results) that is removed afterwards with the instance."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    with tempfile.TemporaryDirectory(prefix=prefix, dir="/tmp") as tmp:
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=os.path.join(tmp, "r"),
+                 logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            yield tmp
+        finally:
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ from lrtune.suggest import candidate_shapes, suggest  # noqa: E402
 COMMAND = "python benchmarks/speed.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = ("linear", "1-sqrt", "cosine")
-from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
+from _report import emit, save, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 from lrtune.datasets import schaipp_spec  # noqa: E402
 
 
@@ -608,9 +608,7 @@ def main() -> int:
     growth_section_all(laws)
     emit(f"Wall time of this benchmark: {time.time() - t0:.0f} s.")
     emit()
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "speed.md"), "w") as f:
-        f.write("\n".join(OUT) + "\n")
+    save("speed")
     return 0
 
 

@@ -38,7 +38,7 @@ from lrtune.suggest import observed_warmup, predict_batch, suggest
 COMMAND = "python benchmarks/suggest.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET = 50000
-from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
+from _report import emit, save, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 
 
@@ -143,9 +143,7 @@ def main() -> int:
     table(["law", "fit on the 25k-or-shorter runs (s)", "candidates", "steps",
            "candidates per second, wall (best of 3)", "per CPU second (best of 3)"], speed)
     emit(f"Total time {time.time() - t0:.0f} s.")
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "suggest.md"), "w") as f:
-        f.write("\n".join(OUT) + "\n")
+    save("suggest")
     return 0
 
 

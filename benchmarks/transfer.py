@@ -45,7 +45,7 @@ COMMAND = "python benchmarks/transfer.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 COOLDOWNS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9)
 AVERAGED = "lrtune, averaged with no transfer"
-from _report import OUT, emit, table  # noqa: E402  (benchmarks/ is on sys.path when run)
+from _report import OUT, emit, save, table  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 
 
@@ -446,9 +446,7 @@ def main() -> int:
     print("\n".join(block))
     OUT[status_at:status_at] = block
     emit(f"Total time {time.time() - t0:.0f} s.")
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "transfer.md"), "w") as f:
-        f.write("\n".join(OUT) + "\n")
+    save("transfer")
     return 0
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from lrtune.transfer import PeakLRSweep, PeakLRTransfer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _report import OUT, emit, table  # noqa: E402
+from _report import OUT, emit, save, table  # noqa: E402
 from transfer import SUMMARY_HEADER, Score, cell, ref_cell  # noqa: E402
 
 COMMAND = "python benchmarks/transfer_generated.py"
@@ -72,7 +72,7 @@ def sweep_table(sweeps: dict, runs: dict) -> None:
 
 def shape_transfer(sweeps: dict) -> dict:
     emit(f"## Cooldown and shape transfer: from `{SOURCE}` to every other schedule at the same horizon\n")
-    emit(f"Source: the WSD sweep with 20 % linear cooldown at the same horizon (one sweep, so lrtune is the "
+    emit("Source: the WSD sweep with 20 % linear cooldown at the same horizon (one sweep, so lrtune is the "
          "theory's ratio with an interval); no transfer reuses its optimum. Cells: predicted peak LR (factor, "
          "regret). `lrtune, 12 shapes` instead gets the sweeps of the twelve other schedules at the same "
          "horizon (the target's own left out) and learns the shape factor s from them; `" + AVERAGED_S + "` "
@@ -224,9 +224,7 @@ def main() -> int:
     print("\n".join(block))
     OUT[at:at] = block
     emit(f"Total time {time.time() - t0:.0f} s.")
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "transfer_generated.md"), "w") as f:
-        f.write("\n".join(OUT) + "\n")
+    save("transfer_generated")
     return 0
 
 

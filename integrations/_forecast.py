@@ -46,8 +46,7 @@ import threading
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy.stats import norm as _normal
-from scipy.stats import t as _student_t
+from scipy.special import ndtr, stdtrit
 
 from lrtune.curves import Curve
 from lrtune.laws import Law, make_law
@@ -75,7 +74,7 @@ LOG_PEAK_SCALE = 1.0
 #: refit after a trial completes costs the same in a study of 1,000 trials as of 64.
 MAX_CURVES = 64
 #: The fewest degrees of freedom a forecast's error gets (the Student-t quantile at 0.9 with
-#: 0.5 degrees of freedom is about 7.5 times the normal one).
+#: 0.5 degrees of freedom is about 8 times the normal one).
 MIN_DOF = 0.5
 #: Peak LRs closer than this (relative) are one peak LR when the extrapolation error is measured.
 PEAK_TOLERANCE = 1e-6
@@ -217,7 +216,7 @@ class Forecast:
     def _quantile(self, z: float) -> float:
         if not math.isfinite(self.dof):
             return z
-        return float(_student_t.ppf(_normal.cdf(z), self.dof))
+        return float(stdtrit(self.dof, ndtr(z)))  # the t quantile at the normal probability of z
 
     def lower(self, z: float) -> float:
         """The optimistic end: the final loss is above this unless the forecast is too high."""
@@ -239,6 +238,16 @@ def _after(curve: Curve, first_step: float) -> Curve:
 def _anchored(predicted: np.ndarray, loss: np.ndarray, final_pred: float) -> float:
     k = min(ANCHOR_POINTS, loss.size)
     return float(final_pred + np.mean(loss[-k:] - predicted[-k:]))
+
+
+def _rms_by_fraction(values: np.ndarray, factor: float, unseen: float) -> np.ndarray:
+    """Root mean square of ``factor`` x the finite values of each column (runs x fractions);
+    a column without any gets the largest of the others (``unseen`` if none has any)."""
+    seen = np.isfinite(values)
+    n = seen.sum(axis=0)
+    rms = np.sqrt(factor * (np.where(seen, values, 0.0) ** 2).sum(axis=0) / np.maximum(n, 1))
+    rms[n == 0] = rms[n > 0].max() if (n > 0).any() else unseen
+    return rms
 
 
 class FinalLossModel:
@@ -289,13 +298,8 @@ class FinalLossModel:
         self.errors_ = np.full_like(err, np.nan)  # by run, in the order of ``curves``
         for row, i in enumerate(i for fold in folds for i in fold):
             self.errors_[i] = err[row]
-        seen = np.isfinite(err)
-        n = seen.sum(axis=0)
-        profiles = []
-        for side in (np.maximum(err, 0.0), np.minimum(err, 0.0)):  # forecasts too high, too low
-            rms = np.sqrt(2.0 * (np.where(seen, side, 0.0) ** 2).sum(axis=0) / np.maximum(n, 1))
-            rms[n == 0] = rms[n > 0].max() if (n > 0).any() else 0.0  # fractions no run was logged at
-            profiles.append(np.maximum(rms, self.min_error))
+        profiles = [np.maximum(_rms_by_fraction(side, 2.0, 0.0), self.min_error)
+                    for side in (np.maximum(err, 0.0), np.minimum(err, 0.0))]  # forecasts too high, too low
         return np.stack(profiles), len(folds)
 
     def _relative_errors(self, law: Law, curve: Curve) -> np.ndarray:
@@ -373,14 +377,7 @@ class FinalLossModel:
             for c, o in zip(curves, out):
                 if o:
                     rates.append(np.abs(self._relative_errors(law, c)) / gap)
-        if not rates:
-            return None
-        r = np.asarray(rates)
-        seen = np.isfinite(r)
-        n = seen.sum(axis=0)
-        rms = np.sqrt((np.where(seen, r, 0.0) ** 2).sum(axis=0) / np.maximum(n, 1))
-        rms[n == 0] = rms[n > 0].max() if (n > 0).any() else np.inf
-        return rms
+        return _rms_by_fraction(np.asarray(rates), 1.0, np.inf) if rates else None
 
     # -- errors of similar schedules -----------------------------------------------------
     def _similarity(self, shape: np.ndarray, log_peak: float) -> np.ndarray:
