@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAY_AUTH_MODE=disabled
 PYTHON=${PYTHON:-python}
 declare -A ARGS=([generate_curves]="--report benchmarks/results/generate_curves.md"
-                 [hpo_replay]="all" [replay_pruning]="all")
+                 [hpo_replay]="all" [replay_pruning]="all" [noisy_reports]="--horizons 15000,25000 --orders 5")
 ALL=(convex_numbers mpl_split bands cross_lr generalisation transfer transfer_generated suggest
-     generate_curves speed replay_pruning hpo_replay)
+     generate_curves speed replay_pruning noisy_reports hpo_replay)
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=("${ALL[@]}")
 status=0

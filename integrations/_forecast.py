@@ -30,6 +30,11 @@ Shared by the Optuna pruner and the Ray Tune scheduler.  The rule:
   the lowest and at the highest peak are forecast by the law fitted without them, their
   errors divided by the gap to the next peak give an error per unit of ``d``, added (in
   quadrature) times ``d``.  With one finished peak LR a trial at another is not forecast;
+* noisy reports (a minibatch's training loss): the noise of one report is measured on
+  the finished curves (robust spread of second differences of the log loss), and a run's
+  level is the mean gap over as many of its last reports (from ``burn_in`` on) as it
+  takes to bring that noise below ``min_error / 2``; a finished run's final loss is that
+  level too (:meth:`FinalLossModel.final_level`), in the metric the run reported;
 * the error estimate rests on few runs when few similar runs finished: the forecast
   carries their effective number (``dof``), and its quantiles are Student-t quantiles
   with that many degrees of freedom (at least ``MIN_DOF``).
@@ -78,6 +83,8 @@ MAX_CURVES = 64
 MIN_DOF = 0.5
 #: Peak LRs closer than this (relative) are one peak LR when the extrapolation error is measured.
 PEAK_TOLERANCE = 1e-6
+#: Reports whose median is a run's level when a divergence is judged (one noisy report is not one).
+DIVERGENCE_WINDOW = 5
 #: Fractions of the horizon at which the forecast error is measured.
 _FRACTIONS = np.round(np.linspace(0.05, 1.0, 20), 4)
 
@@ -187,16 +194,25 @@ class CacheFreePickle:
 
 
 def is_diverging(values: Sequence[float], ratio: float) -> bool:
-    """NaN or infinite last value, or a last value above ``ratio`` times the lowest one."""
+    """Whether a run's reported values (in order) show a diverged run: a NaN or infinite
+    last value, or a level above ``ratio`` times its lowest level so far.
+
+    The level at a report is the median of the last ``DIVERGENCE_WINDOW`` finite reports
+    up to it (of all of them while there are fewer), so a rising loss is caught once most
+    of the last ``DIVERGENCE_WINDOW`` reports are high, and one noisy report (a single
+    minibatch's training loss) is not a divergence.
+    """
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         return False
-    last = arr[-1]
-    if not math.isfinite(last):
+    if not math.isfinite(arr[-1]):
         return True
     finite = arr[np.isfinite(arr)]
-    low = finite.min()
-    return bool(low > 0 and last > ratio * low)
+    k = min(DIVERGENCE_WINDOW, finite.size)
+    head = [float(np.median(finite[: j + 1])) for j in range(k - 1)]  # fewer reports than the window
+    level = np.concatenate([head, np.median(np.lib.stride_tricks.sliding_window_view(finite, k), axis=1)])
+    low = level.min()
+    return bool(low > 0 and level[-1] > ratio * low)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,9 +251,23 @@ def _after(curve: Curve, first_step: float) -> Curve:
     return dataclasses.replace(curve, steps=curve.steps[keep], loss=curve.loss[keep])
 
 
-def _anchored(predicted: np.ndarray, loss: np.ndarray, final_pred: float) -> float:
-    k = min(ANCHOR_POINTS, loss.size)
+def _anchored(predicted: np.ndarray, loss: np.ndarray, final_pred: float, k: int = ANCHOR_POINTS) -> float:
+    k = min(k, loss.size)
     return float(final_pred + np.mean(loss[-k:] - predicted[-k:]))
+
+
+def report_noise(curves: Sequence[Curve], burn_in: float) -> float:
+    """Relative noise of single reports (a minibatch's training loss is noisy, a
+    validation loss on fixed batches is not): the median over ``curves`` of the robust
+    standard deviation of second differences of the log loss after ``burn_in`` of the
+    horizon, over ``sqrt(6)`` (white noise's second differences have variance 6 sd^2)."""
+    out = []
+    for c in curves:
+        y = np.log(c.loss[c.steps >= burn_in * c.horizon])
+        if y.size >= 8:
+            d2 = y[2:] - 2.0 * y[1:-1] + y[:-2]
+            out.append(1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0))
+    return float(np.median(out)) if out else 0.0
 
 
 def _rms_by_fraction(values: np.ndarray, factor: float, unseen: float) -> np.ndarray:
@@ -270,7 +300,10 @@ class FinalLossModel:
         if len(curves) > MAX_CURVES:  # the best runs are the ones a decision turns on
             curves = sorted(curves, key=lambda c: (float(c.loss[-1]), c.name))[:MAX_CURVES]
         self.burn_in = burn_in
-        self.min_error = min_error
+        self.noise_ = report_noise(curves, burn_in)
+        # noisy reports: anchor on enough of them that their noise is below min_error / 2
+        self.anchor_ = max(ANCHOR_POINTS, math.ceil((2.0 * self.noise_ / min_error) ** 2))
+        self.min_error = max(min_error, self.noise_ * math.sqrt(2.0 / self.anchor_))
         self.local = local
         self.prior_change = prior_change
         self._make_law = law
@@ -281,9 +314,20 @@ class FinalLossModel:
         self._log_peaks = np.array([math.log(float(np.max(c.lr))) for c in curves])
         self._residuals_ = self._local_residuals()
         self.extrapolation_ = self._extrapolation_error(list(curves)) if local else None
+        self.best_final_ = min(self.final_level(c) for c in curves)
+
+    def final_level(self, curve: Curve) -> float:
+        """A finished run's final loss as the forecasts see it: the law at its last step
+        shifted by the mean gap of its last ``anchor_`` reports after ``burn_in`` (at least
+        its last ``ANCHOR_POINTS``): its last report, with the reports' noise averaged out."""
+        k = max(min(self.anchor_, int(np.sum(curve.steps >= self.burn_in * curve.horizon))), ANCHOR_POINTS)
+        k = min(k, curve.steps.size)
+        pred = self.law_.predict(curve.lr, curve.steps[-k:])
+        return _anchored(pred, curve.loss[-k:], float(pred[-1]), k)
 
     def _fit(self, curves: Sequence[Curve]) -> Law:
-        return self._make_law().fit([_after(c, self.burn_in * c.horizon) for c in curves])
+        # the forecast's error is measured below, the law's own band is not needed
+        return self._make_law().fit([_after(c, self.burn_in * c.horizon) for c in curves], band=False)
 
     def _cross_validate(self, curves: list[Curve], max_folds: int) -> tuple[np.ndarray, int]:
         order = sorted(range(len(curves)), key=lambda i: curves[i].name)
@@ -304,14 +348,16 @@ class FinalLossModel:
 
     def _relative_errors(self, law: Law, curve: Curve) -> np.ndarray:
         pred = law.predict(curve.lr, curve.steps)
-        final = curve.loss[-1]
         final_pred = pred[-1] if curve.steps[-1] == curve.horizon else law.predict(curve.lr, [curve.horizon])[0]
         out = np.full(_FRACTIONS.size, np.nan)
         counts = np.searchsorted(curve.steps, _FRACTIONS * curve.horizon, side="right")
         first = np.searchsorted(curve.steps, self.burn_in * curve.horizon, side="left")
+        # the run's final level (its last reports' noise averaged out), as in final_level
+        final = _anchored(pred, curve.loss, float(pred[-1]), max(min(self.anchor_, curve.steps.size - first), ANCHOR_POINTS))
         for j, n in enumerate(counts):
             if n - first >= ANCHOR_POINTS:
-                out[j] = (_anchored(pred[:n], curve.loss[:n], final_pred) - final) / final
+                k = min(self.anchor_, n - first)
+                out[j] = (_anchored(pred[:n], curve.loss[:n], final_pred, k) - final) / final
         return out
 
     def ready(self, steps: np.ndarray, horizon: int) -> bool:
@@ -321,16 +367,16 @@ class FinalLossModel:
 
     def forecast(self, lr: np.ndarray, steps: np.ndarray, loss: np.ndarray) -> Forecast | None:
         """Final-loss forecast of a run with schedule ``lr`` observed at ``steps``
-        (``None`` while it is not :meth:`ready`)."""
+        (``None`` while it is not :meth:`ready`, and once it has reached its horizon: a
+        run at its last step completes, whatever its last report)."""
         horizon = lr.size
-        if steps[-1] >= horizon:
-            return Forecast(float(loss[-1]), 0.0, 0.0, 1.0)
-        if not self.ready(steps, horizon):
+        if steps[-1] >= horizon or not self.ready(steps, horizon):  # at its horizon nothing is left to save
             return None
         progress = float(steps[-1] / horizon)
-        at = np.append(steps[-ANCHOR_POINTS:], horizon)
+        k = min(self.anchor_, int(np.sum(steps >= self.burn_in * horizon)))
+        at = np.append(steps[-k:], horizon)
         pred = self.law_.predict(lr, at)
-        final = _anchored(pred[:-1], loss[-ANCHOR_POINTS:], pred[-1])
+        final = _anchored(pred[:-1], loss[-k:], pred[-1], k)
         if not self.local:
             above, below = (float(np.interp(progress, self.fractions_, p)) * abs(final) for p in self.error_profile_)
             return Forecast(final, above, below, progress)

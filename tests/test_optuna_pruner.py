@@ -129,8 +129,10 @@ def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startu
     # a real diverged run: cosine at peak LR 5e-3 (50k steps) climbs from 5.2 to 7.5
     diverged = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="50000", base_lr="0.005")[0]
     step = _first_pruned_step(study, diverged, spec_of(diverged.meta))
-    rising = diverged.loss > 1.2 * np.minimum.accumulate(diverged.loss)
-    assert step == diverged.steps[np.argmax(rising)]
+    # caught once the median of its last 5 reports is 1.2 times its lowest: at most two
+    # reports after the first one above 1.2 times the lowest (this run keeps rising)
+    first = int(np.argmax(diverged.loss > 1.2 * np.minimum.accumulate(diverged.loss)))
+    assert diverged.steps[first] <= step <= diverged.steps[first + 2]
 
 
 def test_trial_without_or_with_a_malformed_schedule_is_not_pruned_by_the_model_and_warned_once(caplog):

@@ -41,10 +41,14 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     optimistic end of its forecast, ``final - q * error`` with ``q`` the one-sided
     quantile of ``confidence`` (Student t with the effective number of similar completed
     trials as degrees of freedom: wide while few have completed), is above ``(1 - margin)`` times the
-    best value so far: the best completed trial, or a running trial whose pessimistic
-    forecast is lower. A schedule that anneals late (WSD) is judged by the drop its
-    cooldown will bring, not by its loss now. A NaN, infinite or diverging loss (above
-    ``divergence_ratio`` times the trial's lowest) is pruned at once. Everything is read
+    best value so far: the best completed trial (the level of its last reports, in the
+    metric reported, whatever the objective returned), or a running trial whose
+    pessimistic forecast is lower; a trial at its last step is never pruned. A schedule
+    that anneals late (WSD) is judged by the drop its cooldown will bring, not by its
+    loss now. A NaN or infinite loss is pruned at once, a diverging one (the median of
+    its last 5 reports above ``divergence_ratio`` times the lowest such median) as soon
+    as it is seen: one noisy report is not a divergence. Noisy reports (a minibatch's
+    training loss) are measured and averaged over as many reports as it takes. Everything is read
     from the study's storage (the schedule is the trial's ``"lr_schedule"`` user
     attribute, see :func:`record_schedule`), so the decision is the same in every
     process and after a restart; fits are cached on the set of completed trials. A trial
@@ -92,8 +96,8 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
             one every 200 optimizer steps).
         law: the law: a name (``"momentum"``, ``"multipower"``), an unfitted
             :class:`~lrtune.laws.Law` whose settings are copied, or a callable returning one.
-        divergence_ratio: a loss above this many times the trial's lowest reported loss
-            means a diverged run (pruned at once).
+        divergence_ratio: a level (median of the last 5 reports) above this many times
+            the trial's lowest level means a diverged run (pruned).
         max_folds: at most this many refits to measure the forecast error when the set of
             completed trials changes.
     """
@@ -208,7 +212,7 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
             if fitted is None:
                 model = FinalLossModel([c for _, c in finished], self._law, burn_in=self._min_progress,
                                        min_error=self._min_error, max_folds=self._max_folds)
-                fitted = (model, min(t.value for t, _ in finished))
+                fitted = (model, model.best_final_)
                 self._models[key] = fitted
                 while len(self._models) > 8:
                     self._models.popitem(last=False)

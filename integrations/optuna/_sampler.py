@@ -199,14 +199,14 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             fits = self._fits.get(key)
             if fits is None:
                 data = [c for _, c in sorted(curves, key=lambda x: x[0])]
-                fits = [self._law().fit(data)]
+                fits = [self._law().fit(data, band=False)]
                 rng = np.random.default_rng([self._entropy, len(data)])
                 for _ in range(self._n_bootstrap - 1):
                     pick = rng.integers(len(data), size=len(data))
                     if np.unique(pick).size < 2:
                         continue
                     try:
-                        fits.append(self._law().fit([data[i] for i in pick]))
+                        fits.append(self._law().fit([data[i] for i in pick], band=False))
                     except ValueError:
                         continue
                 self._fits[key] = fits

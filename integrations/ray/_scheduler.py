@@ -42,8 +42,10 @@ class ScheduleAwareScheduler(FIFOScheduler):
     trial's pessimistic forecast, ``q`` being the one-sided quantile of ``confidence``
     (Student t with the effective number of similar completed trials as degrees of
     freedom); otherwise it continues
-    (``CONTINUE``). A NaN, infinite or diverging metric (above ``divergence_ratio``
-    times the trial's lowest) is stopped at once. A trial without a schedule in its
+    (``CONTINUE``); a trial at its last step is never stopped. A NaN or infinite metric is
+    stopped at once, a diverging one (the median of its last 5 reports above
+    ``divergence_ratio`` times the lowest such median) as soon as it is seen: one noisy
+    report is not a divergence. A trial without a schedule in its
     config, or with one that does not parse, is never stopped by the model (a warning is
     logged once). Only ``mode="min"`` is modelled. ``save`` / ``restore`` keep every
     trial's results, so a restored scheduler decides as before.
@@ -86,8 +88,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
         min_error: the smallest relative standard deviation of a forecast final loss.
         law: a law name, an unfitted :class:`~lrtune.laws.Law` whose settings are copied, or
             a callable returning one.
-        divergence_ratio: a metric above this many times the trial's lowest one means a
-            diverged run (stopped at once).
+        divergence_ratio: a level (median of the last 5 reports) above this many times
+            the trial's lowest level means a diverged run (stopped).
         max_folds: at most this many refits to measure the forecast error when a trial completes.
     """
 
@@ -211,7 +213,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         model = self._fitted()
         if model is None:
             return TrialScheduler.CONTINUE
-        best = min(self._completed[k] for k in self._model_key)
+        best = model.best_final_
         for other, pts in self._points.items():
             if other == tid or other in self._completed or other in self._stopped or not pts:
                 continue

@@ -1,0 +1,76 @@
+"""Noisy reports: a trial that reports its training loss (one minibatch, every 50 steps,
+from the Schaipp 15k runs) instead of a validation loss on fixed batches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import optuna
+
+from _schaipp15k import SUBSET, grid_15k, train_losses
+from lrtune.datasets import schaipp_spec
+from lrtune.integrations._forecast import FinalLossModel, is_diverging, law_factory, schedule_lr
+from lrtune.integrations.optuna import ScheduleAwarePruner, record_schedule
+
+CURVES = grid_15k()
+TRAIN = train_losses(CURVES)
+SPECS = [schaipp_spec(c.meta) for c in CURVES]
+
+
+def _train_curve(i: int):
+    steps, loss = TRAIN[i]
+    return dataclasses.replace(CURVES[i], steps=steps, loss=loss, lr=np.asarray(schedule_lr(SPECS[i])))
+
+
+def test_one_noisy_report_is_not_a_divergence():
+    # single minibatches jump above 1.2 times the lowest one in these healthy runs ...
+    jumps = [bool(np.any(loss > 1.2 * np.minimum.accumulate(loss))) for _, loss in TRAIN]
+    assert any(jumps)
+    # ... but no run's level (median of its last 5 reports) ever does
+    for _, loss in TRAIN:
+        assert not any(is_diverging(loss[:k], 1.2) for k in range(1, loss.size + 1))
+
+
+def test_report_noise_is_measured_and_the_forecast_averages_enough_reports():
+    fit = [SUBSET.index(k) for k in (("wsd", "0.6", "0.002"), ("wsd", "0.4", "0.001"), ("cosine", "0.0", "0.002"),
+                                      ("wsd", "0.9", "0.001"), ("wsd", "0.1", "0.001"))]
+    smooth = FinalLossModel([CURVES[i] for i in fit], law_factory("momentum"), burn_in=0.1, min_error=0.003, max_folds=5)
+    noisy = FinalLossModel([_train_curve(i) for i in fit], law_factory("momentum"), burn_in=0.1, min_error=0.003,
+                           max_folds=5)
+    assert smooth.noise_ < 1e-3 and smooth.anchor_ == 3  # validation losses: the last 3 reports
+    assert noisy.noise_ > 0.01 and noisy.anchor_ > 100  # minibatch losses: many more
+    # a held-out run forecast from half of its noisy reports: within the band of its final level
+    held = _train_curve(SUBSET.index(("wsd", "0.4", "0.002")))
+    level = noisy.final_level(held)
+    half = held.steps <= held.horizon // 2
+    fc = noisy.forecast(held.lr, held.steps[half], held.loss[half])
+    assert abs(fc.final - level) < max(fc.above, fc.below)
+    assert abs(fc.final - level) / level < 0.01
+
+
+def test_study_reporting_noisy_training_loss_and_returning_the_validation_loss_keeps_the_best():
+    # before, one high minibatch pruned every trial as diverged, and a trial's noisy last
+    # report was compared with the best completed trial's validation loss
+    finals = np.array([c.loss[-1] for c in CURVES])
+    best = int(np.argmin(finals))
+    order = np.random.default_rng(0).permutation(len(CURVES))
+
+    def objective(trial: optuna.Trial) -> float:
+        i = int(order[trial.number])
+        trial.set_user_attr("run", i)
+        record_schedule(trial, SPECS[i])
+        for s, v in zip(*TRAIN[i]):
+            trial.report(float(v), int(s))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(finals[i])  # the validation loss
+
+    study = optuna.create_study(pruner=ScheduleAwarePruner(), sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=len(order))
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    completed = [t.user_attrs["run"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert best in completed
+    assert len(pruned) >= 3
+    assert all(t.last_step < CURVES[t.user_attrs["run"]].horizon for t in pruned)  # never at the last report
+    assert all(finals[t.user_attrs["run"]] > finals[best] for t in pruned)
