@@ -350,7 +350,9 @@ def replay_optuna(grid: str, horizon: int, order_seed: int, method: str) -> dict
                 raise optuna.TrialPruned()
         return float(r.loss[-1])
 
-    study = optuna.create_study(direction="minimize", pruner=pruner, sampler=sampler)
+    # a fixed name: HyperbandPruner assigns brackets from a hash of the study name
+    study = optuna.create_study(direction="minimize", pruner=pruner, sampler=sampler,
+                                study_name=f"{grid}-{horizon}-{order_seed}-{method}")
     study.optimize(objective, n_trials=n_trials, catch=(ValueError,))
     trials = []
     for t in study.trials:

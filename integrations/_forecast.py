@@ -256,14 +256,19 @@ def _anchored(predicted: np.ndarray, loss: np.ndarray, final_pred: float, k: int
     return float(final_pred + np.mean(loss[-k:] - predicted[-k:]))
 
 
-def report_noise(curves: Sequence[Curve], burn_in: float) -> float:
+def report_noise(curves: Sequence[Curve], burn_in: float, law: Law | None = None) -> float:
     """Relative noise of single reports (a minibatch's training loss is noisy, a
     validation loss on fixed batches is not): the median over ``curves`` of the robust
     standard deviation of second differences of the log loss after ``burn_in`` of the
-    horizon, over ``sqrt(6)`` (white noise's second differences have variance 6 sd^2)."""
+    horizon, over ``sqrt(6)`` (white noise's second differences have variance 6 sd^2).
+    With a fitted ``law`` the differences are those of the log residuals from it, so the
+    curvature of a sparsely logged curve is not taken for noise."""
     out = []
     for c in curves:
-        y = np.log(c.loss[c.steps >= burn_in * c.horizon])
+        keep = c.steps >= burn_in * c.horizon
+        y = np.log(c.loss[keep])
+        if law is not None and keep.any():
+            y = y - np.log(np.maximum(law.predict(c.lr, c.steps[keep]), 1e-300))
         if y.size >= 8:
             d2 = y[2:] - 2.0 * y[1:-1] + y[:-2]
             out.append(1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0))
@@ -300,14 +305,15 @@ class FinalLossModel:
         if len(curves) > MAX_CURVES:  # the best runs are the ones a decision turns on
             curves = sorted(curves, key=lambda c: (float(c.loss[-1]), c.name))[:MAX_CURVES]
         self.burn_in = burn_in
-        self.noise_ = report_noise(curves, burn_in)
-        # noisy reports: anchor on enough of them that their noise is below min_error / 2
-        self.anchor_ = max(ANCHOR_POINTS, math.ceil((2.0 * self.noise_ / min_error) ** 2))
-        self.min_error = max(min_error, self.noise_ * math.sqrt(2.0 / self.anchor_))
+        self.min_error = min_error
         self.local = local
         self.prior_change = prior_change
         self._make_law = law
         self.law_ = self._fit(curves)
+        self.noise_ = report_noise(curves, burn_in, self.law_)
+        # noisy reports: anchor on enough of them that their noise is below min_error / 2
+        self.anchor_ = max(ANCHOR_POINTS, math.ceil((2.0 * self.noise_ / min_error) ** 2))
+        self.min_error = max(min_error, self.noise_ * math.sqrt(2.0 / self.anchor_))
         self.fractions_ = horizon_fractions()
         self.error_profile_, self.n_folds_ = self._cross_validate(list(curves), max_folds)
         self._shapes = np.stack([schedule_shape(c.lr) for c in curves])
