@@ -4,6 +4,7 @@ from the Schaipp 15k runs) instead of a validation loss on fixed batches."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import optuna
@@ -74,3 +75,30 @@ def test_study_reporting_noisy_training_loss_and_returning_the_validation_loss_k
     assert len(pruned) >= 3
     assert all(t.last_step < CURVES[t.user_attrs["run"]].horizon for t in pruned)  # never at the last report
     assert all(finals[t.user_attrs["run"]] > finals[best] for t in pruned)
+
+
+def test_ray_scheduler_fed_noisy_training_losses_never_stops_the_best():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from lrtune.integrations.ray import ScheduleAwareScheduler
+
+    finals = np.array([c.loss[-1] for c in CURVES])  # validation losses: what picks the best run
+    best = int(np.argmin(finals))
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=50)  # a report every 50 steps
+    stopped = []
+    for i in np.random.default_rng(1).permutation(len(CURVES)):
+        trial = Trial("__fake", config={"lr_schedule": SPECS[i]}, stub=True)
+        scheduler.on_trial_add(None, trial)
+        steps, loss = TRAIN[i]
+        result = {}
+        for s, v in zip(steps.tolist(), loss.tolist()):
+            result = {"loss": v, "training_iteration": s // 50}
+            if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
+                stopped.append((int(i), s))
+                break
+        scheduler.on_trial_complete(None, trial, result)
+    assert best not in [i for i, _ in stopped]
+    assert len(stopped) >= 3
+    assert all(finals[i] > finals[best] and s < CURVES[i].horizon for i, s in stopped)
