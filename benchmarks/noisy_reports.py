@@ -10,12 +10,9 @@ another), lrtune's pruner with its defaults beside MedianPruner on the same orde
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import os
 import sys
 import time
-from collections import defaultdict
 
 import numpy as np
 import optuna
@@ -23,19 +20,10 @@ import optuna
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import replay_pruning as R  # noqa: E402
 from _report import emit, save, table  # noqa: E402
-from lrtune.datasets import _default_schaipp_root, schaipp_spec  # noqa: E402
+from lrtune.datasets import load_schaipp, schaipp_spec  # noqa: E402
 from lrtune.integrations.optuna import ScheduleAwarePruner, record_schedule  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def train_losses(names: set[str]) -> dict[str, list[tuple[int, float]]]:
-    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    with gzip.open(os.path.join(_default_schaipp_root(), "curves.csv.gz"), "rt") as f:
-        for row in csv.DictReader(f):
-            if row["key"] in names and row["train_loss"] not in ("", "nan") and float(row["step"]) >= 1:
-                out[row["key"]].append((int(float(row["step"])), float(row["train_loss"])))
-    return out
 
 
 def replay(curves, train, order, pruner) -> dict:
@@ -45,7 +33,7 @@ def replay(curves, train, order, pruner) -> dict:
         i = int(order[trial.number])
         trial.set_user_attr("run", i)
         record_schedule(trial, specs[i])
-        for s, v in train[curves[i].name]:
+        for s, v in zip(train[i].steps.tolist(), train[i].loss.tolist()):
             trial.report(v, s)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -78,7 +66,8 @@ def main() -> None:
     start = time.time()
     for h in horizons:
         curves = R.grid(h)
-        train = train_losses({c.name for c in curves})
+        by_name = {c.name: c for c in load_schaipp(keys=[c.name for c in curves], metric="train_loss")}
+        train = [by_name[c.name] for c in curves]
         for name, make in (("lrtune ScheduleAwarePruner()", ScheduleAwarePruner),
                            ("MedianPruner(4, 10 % warmup)",
                             lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=h // 10))):

@@ -324,12 +324,22 @@ class FinalLossModel:
 
     def final_level(self, curve: Curve) -> float:
         """A finished run's final loss as the forecasts see it: the law at its last step
-        shifted by the mean gap of its last ``anchor_`` reports after ``burn_in`` (at least
-        its last ``ANCHOR_POINTS``): its last report, with the reports' noise averaged out."""
-        k = max(min(self.anchor_, int(np.sum(curve.steps >= self.burn_in * curve.horizon))), ANCHOR_POINTS)
-        k = min(k, curve.steps.size)
-        pred = self.law_.predict(curve.lr, curve.steps[-k:])
-        return _anchored(pred, curve.loss[-k:], float(pred[-1]), k)
+        shifted by the mean gap of its last reports (:meth:`_anchor_count`): its last
+        report, with the reports' noise averaged out."""
+        return self._level(self.law_, curve)
+
+    def _anchor_count(self, steps: np.ndarray, horizon: int) -> int:
+        """How many of the last reports at ``steps`` place a run relative to the law: the
+        last ``anchor_`` after ``burn_in`` of the horizon, at least ``ANCHOR_POINTS``."""
+        return max(ANCHOR_POINTS, min(self.anchor_, int(np.sum(steps >= self.burn_in * horizon))))
+
+    def _level(self, law: Law, curve: Curve, pred: np.ndarray | None = None) -> float:
+        """``law`` at the curve's last step shifted by the mean gap of its last reports
+        (``pred``: the law at ``curve.steps``, if already computed)."""
+        k = self._anchor_count(curve.steps, curve.horizon)
+        if pred is None:
+            pred = law.predict(curve.lr, curve.steps[-k:])
+        return _anchored(pred, curve.loss, float(pred[-1]), k)
 
     def _fit(self, curves: Sequence[Curve]) -> Law:
         # the forecast's error is measured below, the law's own band is not needed
@@ -358,11 +368,10 @@ class FinalLossModel:
         out = np.full(_FRACTIONS.size, np.nan)
         counts = np.searchsorted(curve.steps, _FRACTIONS * curve.horizon, side="right")
         first = np.searchsorted(curve.steps, self.burn_in * curve.horizon, side="left")
-        # the run's final level (its last reports' noise averaged out), as in final_level
-        final = _anchored(pred, curve.loss, float(pred[-1]), max(min(self.anchor_, curve.steps.size - first), ANCHOR_POINTS))
+        final = self._level(law, curve, pred)  # its last reports' noise averaged out, as in final_level
         for j, n in enumerate(counts):
             if n - first >= ANCHOR_POINTS:
-                k = min(self.anchor_, n - first)
+                k = self._anchor_count(curve.steps[:n], curve.horizon)
                 out[j] = (_anchored(pred[:n], curve.loss[:n], final_pred, k) - final) / final
         return out
 
@@ -379,7 +388,7 @@ class FinalLossModel:
         if steps[-1] >= horizon or not self.ready(steps, horizon):  # at its horizon nothing is left to save
             return None
         progress = float(steps[-1] / horizon)
-        k = min(self.anchor_, int(np.sum(steps >= self.burn_in * horizon)))
+        k = self._anchor_count(steps, horizon)
         at = np.append(steps[-k:], horizon)
         pred = self.law_.predict(lr, at)
         final = _anchored(pred[:-1], loss[-k:], pred[-1], k)

@@ -20,17 +20,16 @@ SPECS = [schaipp_spec(c.meta) for c in CURVES]
 
 
 def _train_curve(i: int):
-    steps, loss = TRAIN[i]
-    return dataclasses.replace(CURVES[i], steps=steps, loss=loss, lr=np.asarray(schedule_lr(SPECS[i])))
+    return dataclasses.replace(TRAIN[i], lr=np.asarray(schedule_lr(SPECS[i])))
 
 
 def test_one_noisy_report_is_not_a_divergence():
     # single minibatches jump above 1.2 times the lowest one in these healthy runs ...
-    jumps = [bool(np.any(loss > 1.2 * np.minimum.accumulate(loss))) for _, loss in TRAIN]
+    jumps = [bool(np.any(c.loss > 1.2 * np.minimum.accumulate(c.loss))) for c in TRAIN]
     assert any(jumps)
     # ... but no run's level (median of its last 5 reports) ever does
-    for _, loss in TRAIN:
-        assert not any(is_diverging(loss[:k], 1.2) for k in range(1, loss.size + 1))
+    for c in TRAIN:
+        assert not any(is_diverging(c.loss[:k], 1.2) for k in range(1, c.loss.size + 1))
 
 
 def test_report_noise_is_measured_and_the_forecast_averages_enough_reports():
@@ -61,7 +60,7 @@ def test_study_reporting_noisy_training_loss_and_returning_the_validation_loss_k
         i = int(order[trial.number])
         trial.set_user_attr("run", i)
         record_schedule(trial, SPECS[i])
-        for s, v in zip(*TRAIN[i]):
+        for s, v in zip(TRAIN[i].steps, TRAIN[i].loss):
             trial.report(float(v), int(s))
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -91,9 +90,8 @@ def test_ray_scheduler_fed_noisy_training_losses_never_stops_the_best():
     for i in np.random.default_rng(1).permutation(len(CURVES)):
         trial = Trial("__fake", config={"lr_schedule": SPECS[i]}, stub=True)
         scheduler.on_trial_add(None, trial)
-        steps, loss = TRAIN[i]
         result = {}
-        for s, v in zip(steps.tolist(), loss.tolist()):
+        for s, v in zip(TRAIN[i].steps.tolist(), TRAIN[i].loss.tolist()):
             result = {"loss": v, "training_iteration": s // 50}
             if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
                 stopped.append((int(i), s))

@@ -129,7 +129,7 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     _TRANSIENT = ("_models", "_curves")
 
     def _reset(self) -> None:  # the caches, rebuilt after unpickling
-        self._models: OrderedDict[tuple, tuple[FinalLossModel, float]] = OrderedDict()
+        self._models: OrderedDict[tuple, FinalLossModel] = OrderedDict()
         self._curves: dict[tuple, Curve | None] = {}
 
     # -- the decision -------------------------------------------------------------------
@@ -164,11 +164,10 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
         curve = curve_from_points(sorted(trial.intermediate_values), values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
             return False
-        fitted = self._model(study)
-        if fitted is None:
+        model = self._model(study)
+        if model is None:
             return False
-        model, best_completed = fitted
-        best = self._best(study, model, best_completed, exclude=trial.number)
+        best = self._best(study, model, exclude=trial.number)
         forecast = model.forecast(curve.lr, curve.steps, curve.loss)
         return forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin)
 
@@ -202,25 +201,27 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
                               self._step_unit)
         return c if c is not None and c.steps.size >= 3 else None
 
-    def _model(self, study: optuna.study.Study) -> tuple[FinalLossModel, float] | None:
+    def _model(self, study: optuna.study.Study) -> FinalLossModel | None:
         finished = self._finished_curves(study)
         if len(finished) < self._n_startup_trials:
             return None
         key = (study._study_id, study.study_name, tuple(sorted(t._trial_id for t, _ in finished)))
         with self._lock:
-            fitted = self._models.get(key)
-            if fitted is None:
+            model = self._models.get(key)
+            if model is None:
                 model = FinalLossModel([c for _, c in finished], self._law, burn_in=self._min_progress,
                                        min_error=self._min_error, max_folds=self._max_folds)
-                fitted = (model, model.best_final_)
-                self._models[key] = fitted
+                self._models[key] = model
                 while len(self._models) > 8:
                     self._models.popitem(last=False)
             else:
                 self._models.move_to_end(key)
-        return fitted
+        return model
 
-    def _best(self, study: optuna.study.Study, model: FinalLossModel, best: float, exclude: int) -> float:
+    def _best(self, study: optuna.study.Study, model: FinalLossModel, exclude: int) -> float:
+        """The best completed trial's final level, or a running trial's pessimistic forecast
+        if lower."""
+        best = model.best_final_
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number == exclude or not t.intermediate_values:
                 continue

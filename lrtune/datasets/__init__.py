@@ -23,7 +23,7 @@ import numpy as np
 
 from lrtune.curves import Curve
 
-__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "load_mpl", "load_schaipp", "mpl_runs", "mpl_split", "schaipp_runs",
+__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "load_mpl", "load_schaipp", "mpl_runs", "mpl_split", "schaipp_runs", "SCHAIPP_METRICS",
            "schaipp_spec"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,19 +116,23 @@ def _default_schaipp_root() -> str:
     return os.path.join(os.path.dirname(os.path.dirname(_HERE)), "benchmarks", "data", "schaipp")
 
 
+#: The loss columns of the Schaipp ``curves.csv.gz`` that :func:`load_schaipp` reads.
+SCHAIPP_METRICS = ("val_loss", "train_loss")
+
+
 @functools.lru_cache(maxsize=4)
-def _schaipp_tables(root: str) -> tuple[list[dict], dict, dict]:
+def _schaipp_tables(root: str) -> tuple[list[dict], dict[str, dict]]:
     if not os.path.isdir(root):
         raise ValueError(f"{root}: no Schaipp data folder (set LRTUNE_SCHAIPP_DATA or pass root=)")
     with open(os.path.join(root, "runs.csv"), newline="") as f:
         runs = list(csv.DictReader(f))
-    val: dict[str, list] = defaultdict(list)
-    final: dict[str, float] = {}
+    points: dict[str, dict[str, list]] = {m: defaultdict(list) for m in SCHAIPP_METRICS}
     with gzip.open(os.path.join(root, "curves.csv.gz"), "rt") as f:
         for row in csv.DictReader(f):
-            if row["val_loss"]:
-                val[row["key"]].append((int(row["step"]), float(row["val_loss"])))
-    return runs, dict(val), final
+            for m in SCHAIPP_METRICS:
+                if row[m]:
+                    points[m][row["key"]].append((int(row["step"]), float(row[m])))
+    return runs, {m: dict(p) for m, p in points.items()}
 
 
 def schaipp_runs(root: str | None = None) -> list[dict]:
@@ -137,16 +141,21 @@ def schaipp_runs(root: str | None = None) -> list[dict]:
     return _schaipp_tables(root or _default_schaipp_root())[0]
 
 
-def load_schaipp(keys: list[str] | None = None, root: str | None = None, **where: str) -> list[Curve]:
-    """Validation-loss curves of the Schaipp runs (every 200 steps, step 0 dropped).
+def load_schaipp(keys: list[str] | None = None, root: str | None = None, metric: str = "val_loss",
+                 **where: str) -> list[Curve]:
+    """Loss curves of the Schaipp runs, step 0 dropped: ``metric="val_loss"`` (every 200
+    steps, 32 batches: smooth) or ``"train_loss"`` (one minibatch every 50 steps: noisy).
 
     Select runs by ``keys`` or by column values of ``runs.csv`` given as strings, e.g.
     ``load_schaipp(n_embd="768", n_layer="12", group="main", schedule="wsd")``.
     ``Curve.meta`` holds the run's row (``base_lr``, ``horizon``, ``cooldown_frac``, ...)
     and ``model_size``.
     """
+    if metric not in SCHAIPP_METRICS:
+        raise ValueError(f"metric must be one of {SCHAIPP_METRICS}, got {metric!r}")
     root = root or _default_schaipp_root()
-    runs, val, _ = _schaipp_tables(root)
+    runs, points = _schaipp_tables(root)
+    series = points[metric]
     rows = [r for r in runs if (keys is None or r["key"] in keys)
             and all(r.get(k) == str(v) for k, v in where.items())]
     if keys is not None:
@@ -156,7 +165,7 @@ def load_schaipp(keys: list[str] | None = None, root: str | None = None, **where
     out = []
     with np.load(os.path.join(root, "lr.npz")) as z:
         for r in rows:
-            pts = np.array([p for p in val[r["key"]] if p[0] >= 1])
+            pts = np.array([p for p in series[r["key"]] if p[0] >= 1])
             meta = dict(r)
             meta["model_size"] = float(r["model_size"])
             out.append(Curve(pts[:, 0].astype(np.int64), pts[:, 1], z[r["key"]].astype(np.float64),
