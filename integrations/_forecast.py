@@ -15,9 +15,12 @@ Shared by the Optuna pruner and the Ray Tune scheduler.  The rule:
 * the law's errors depend on the schedule (it may forecast the drop of a short cooldown
   too small and that of a long one too large), so a trial's forecast is corrected by the
   errors of the finished runs whose schedules are like its own: weighted by similarity
-  (LR shape over the horizon, and peak LR), their mean error at the trial's fraction is
-  the forecast's bias, and the spread of their bias-corrected errors its standard
-  deviation, with errors of each sign kept apart: ``above`` (forecasts too high, which
+  (LR shape over the horizon, and peak LR), the fitted law's mean error on them at the
+  trial's fraction is the forecast's bias (a trial that shares a finished run's LR
+  prefix is then forecast from that run's final loss plus the law's difference between
+  the two schedules), and the spread of the corrected forecast's cross-validated errors
+  (each left-out run corrected by the errors of the fold's law on the runs like it) its
+  standard deviation, with errors of each sign kept apart: ``above`` (forecasts too high, which
   could prune a run that would have won) and ``below`` (too low, which bounds a running
   competitor from above).  Both are shrunk toward a prior with the weight of
   ``PRIOR_WEIGHT`` runs: half the loss drop the law expects from the trial's annealing
@@ -33,8 +36,10 @@ Shared by the Optuna pruner and the Ray Tune scheduler.  The rule:
 * noisy reports (a minibatch's training loss): the noise of one report is measured on
   the finished curves (robust spread of second differences of the log loss), and a run's
   level is the mean gap over as many of its last reports (from ``burn_in`` on) as it
-  takes to bring that noise below ``min_error / 2``; a finished run's final loss is that
-  level too (:meth:`FinalLossModel.final_level`), in the metric the run reported;
+  takes to bring that noise below ``min_error / 2``; a finished run's final loss
+  (:meth:`FinalLossModel.final_level`, in the metric the run reported) is its last report
+  when single reports are precise, else the mean gap over as many of its last reports as
+  minimise the noise left plus the bias the law's misfit over them adds;
 * the error estimate rests on few runs when few similar runs finished: the forecast
   carries their effective number (``dof``), and its quantiles are Student-t quantiles
   with that many degrees of freedom (at least ``MIN_DOF``).
@@ -311,21 +316,29 @@ class FinalLossModel:
         self._make_law = law
         self.law_ = self._fit(curves)
         self.noise_ = report_noise(curves, burn_in, self.law_)
-        # noisy reports: anchor on enough of them that their noise is below min_error / 2
-        self.anchor_ = max(ANCHOR_POINTS, math.ceil((2.0 * self.noise_ / min_error) ** 2))
+        # noisy reports: average enough of them that their noise is below min_error / 2
+        needed = math.ceil((2.0 * self.noise_ / min_error) ** 2)
+        self.anchor_ = max(ANCHOR_POINTS, needed)  # a running trial's level
+        # a finished run's final: the mean gap of its last reports, as many as minimise the
+        # noise left plus the bias the law's misfit over them adds (:meth:`_final_count`)
+        self.final_anchor_ = self._final_count(curves, needed)
         self.min_error = max(min_error, self.noise_ * math.sqrt(2.0 / self.anchor_))
         self.fractions_ = horizon_fractions()
-        self.error_profile_, self.n_folds_ = self._cross_validate(list(curves), max_folds)
         self._shapes = np.stack([schedule_shape(c.lr) for c in curves])
         self._log_peaks = np.array([math.log(float(np.max(c.lr))) for c in curves])
-        self._residuals_ = self._local_residuals()
+        self.error_profile_, self.n_folds_ = self._cross_validate(list(curves), max_folds)
+        # the fitted law's own errors on the finished runs: a trial's forecast is corrected
+        # by those of the runs like it (a trial that shares a finished run's LR prefix then
+        # gets that run's final plus the law's difference between the two schedules)
+        self.insample_ = np.stack([self._relative_errors(self.law_, c) for c in curves])
         self.extrapolation_ = self._extrapolation_error(list(curves)) if local else None
         self.best_final_ = min(self.final_level(c) for c in curves)
 
     def final_level(self, curve: Curve) -> float:
-        """A finished run's final loss as the forecasts see it: the law at its last step
-        shifted by the mean gap of its last reports (:meth:`_anchor_count`): its last
-        report, with the reports' noise averaged out."""
+        """A finished run's final loss as the forecasts see it: its last report when
+        reports are precise (validation losses), else the law at its last step shifted by
+        the mean gap of its last ``final_anchor_`` reports (the reports' noise averaged
+        out)."""
         return self._level(self.law_, curve)
 
     def _anchor_count(self, steps: np.ndarray, horizon: int) -> int:
@@ -333,10 +346,36 @@ class FinalLossModel:
         last ``anchor_`` after ``burn_in`` of the horizon, at least ``ANCHOR_POINTS``."""
         return max(ANCHOR_POINTS, min(self.anchor_, int(np.sum(steps >= self.burn_in * horizon))))
 
+    def _final_count(self, curves: Sequence[Curve], needed: int) -> int:
+        """How many last reports make a finished run's final level.  The mean gap of the
+        last ``k`` reports to the law averages the reports' noise (variance ``noise^2 / k``)
+        but adds the law's misfit over them (a steep cooldown the law gets a little wrong
+        biases the gap).  The last report alone is unbiased, so over the finished curves the
+        mean square of (level with ``k``) minus (last report) is ``bias_k^2`` plus
+        ``noise^2 (1 - 1/k)``; the ``k`` (from 1 to ``needed``) with the least
+        ``bias_k^2 + noise^2 / k`` is taken."""
+        if needed <= 1:
+            return 1
+        ks = np.unique(np.round(np.geomspace(1, needed, min(needed, 16))).astype(int))
+        gaps = []  # per curve: relative gap of each last report to the law, last report first
+        for c in curves:
+            n = max(1, min(int(ks[-1]), int(np.sum(c.steps >= self.burn_in * c.horizon))))
+            pred = self.law_.predict(c.lr, c.steps[-n:])
+            gaps.append(((c.loss[-n:] - pred) / c.loss[-1])[::-1])
+        var = self.noise_ ** 2
+        best_k, best_mse = 1, var
+        for k in ks[1:]:
+            d2 = [float(np.mean(g[:k]) - g[0]) ** 2 for g in gaps]  # (level_k - last) / last
+            mse = max(0.0, float(np.mean(d2)) - var * (1.0 - 1.0 / k)) + var / k
+            if mse < best_mse:
+                best_k, best_mse = int(k), mse
+        return best_k
+
     def _level(self, law: Law, curve: Curve, pred: np.ndarray | None = None) -> float:
-        """``law`` at the curve's last step shifted by the mean gap of its last reports
-        (``pred``: the law at ``curve.steps``, if already computed)."""
-        k = self._anchor_count(curve.steps, curve.horizon)
+        """A finished curve's final: ``law`` at its last step shifted by the mean gap of its
+        last ``final_anchor_`` reports after ``burn_in`` (at least one: with one, the last
+        report itself); ``pred``: the law at ``curve.steps``, if already computed."""
+        k = max(1, min(self.final_anchor_, int(np.sum(curve.steps >= self.burn_in * curve.horizon))))
         if pred is None:
             pred = law.predict(curve.lr, curve.steps[-k:])
         return _anchored(pred, curve.loss, float(pred[-1]), k)
@@ -348,16 +387,20 @@ class FinalLossModel:
     def _cross_validate(self, curves: list[Curve], max_folds: int) -> tuple[np.ndarray, int]:
         order = sorted(range(len(curves)), key=lambda i: curves[i].name)
         folds = [f for f in np.array_split(np.asarray(order), min(max_folds, len(curves))) if f.size]
-        errors = []
+        self.errors_ = np.full((len(curves), _FRACTIONS.size), np.nan)  # by run, in the order of ``curves``
+        self._residuals_ = np.full_like(self.errors_, np.nan)
         for fold in folds:
-            rest = [c for i, c in enumerate(curves) if i not in set(fold.tolist())]
-            law = self._fit(rest)
+            held = set(fold.tolist())
+            rest = [i for i in range(len(curves)) if i not in held]
+            law = self._fit([curves[i] for i in rest])
+            if self.local:  # the fold's law's own errors on the runs it was fitted on
+                own = np.stack([self._relative_errors(law, curves[i]) for i in rest])
             for i in fold:
-                errors.append(self._relative_errors(law, curves[i]))
-        err = np.asarray(errors)
-        self.errors_ = np.full_like(err, np.nan)  # by run, in the order of ``curves``
-        for row, i in enumerate(i for fold in folds for i in fold):
-            self.errors_[i] = err[row]
+                self.errors_[i] = self._relative_errors(law, curves[i])
+                if self.local:  # the error left after the correction a forecast gets (_local_error)
+                    w = self._similarity(self._shapes[i], self._log_peaks[i])[rest]
+                    self._residuals_[i] = self.errors_[i] - self._bias(w, own)
+        err = self.errors_
         profiles = [np.maximum(_rms_by_fraction(side, 2.0, 0.0), self.min_error)
                     for side in (np.maximum(err, 0.0), np.minimum(err, 0.0))]  # forecasts too high, too low
         return np.stack(profiles), len(folds)
@@ -449,17 +492,6 @@ class FinalLossModel:
         j = int(np.clip(np.searchsorted(self.fractions_, progress, side="right") - 1, 0, self.fractions_.size - 1))
         return values[:, j]
 
-    def _local_residuals(self) -> np.ndarray:
-        """Each run's cross-validated error minus the bias its similar runs would have
-        given it (the run itself left out): the errors of the corrected forecast."""
-        n = len(self._shapes)
-        out = np.full_like(self.errors_, np.nan)
-        for i in range(n):
-            w = self._similarity(self._shapes[i], self._log_peaks[i])
-            w[i] = 0.0
-            out[i] = self.errors_[i] - self._bias(w, self.errors_)
-        return out
-
     def _bias(self, w: np.ndarray, errors: np.ndarray) -> np.ndarray:
         seen = np.isfinite(errors)
         wv = w[:, None] * seen
@@ -472,7 +504,7 @@ class FinalLossModel:
         with the weight of ``PRIOR_WEIGHT`` runs: a schedule unlike every finished run
         gets the prior."""
         w = self._similarity(schedule_shape(lr), math.log(float(np.max(lr))))
-        e, r = self._at(self.errors_, progress), self._at(self._residuals_, progress)
+        e, r = self._at(self.insample_, progress), self._at(self._residuals_, progress)
         seen = np.isfinite(e) & np.isfinite(r)
         w = np.where(seen, w, 0.0)
         e, r = np.where(seen, e, 0.0), np.where(seen, r, 0.0)

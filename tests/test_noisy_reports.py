@@ -40,6 +40,7 @@ def test_report_noise_is_measured_and_the_forecast_averages_enough_reports():
                            max_folds=5)
     assert smooth.noise_ < 1e-3 and smooth.anchor_ == 3  # validation losses: the last 3 reports
     assert noisy.noise_ > 0.01 and noisy.anchor_ > 100  # minibatch losses: many more
+    assert smooth.final_anchor_ == 1 and noisy.final_anchor_ > 100  # a finished run's final: the same
     # a held-out run forecast from half of its noisy reports: within the band of its final level
     held = _train_curve(SUBSET.index(("wsd", "0.4", "0.002")))
     level = noisy.final_level(held)

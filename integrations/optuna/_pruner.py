@@ -41,8 +41,9 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     optimistic end of its forecast, ``final - q * error`` with ``q`` the one-sided
     quantile of ``confidence`` (Student t with the effective number of similar completed
     trials as degrees of freedom: wide while few have completed), is above ``(1 - margin)`` times the
-    best value so far: the best completed trial (the level of its last reports, in the
-    metric reported, whatever the objective returned), or a running trial whose
+    best value so far: the best completed trial (its last report, or the level of its
+    last reports when single reports are noisy, in the metric reported, whatever the
+    objective returned), or a running trial whose
     pessimistic forecast is lower; a trial at its last step is never pruned. A schedule
     that anneals late (WSD) is judged by the drop its cooldown will bring, not by its
     loss now. A NaN or infinite loss is pruned at once, a diverging one (the median of
