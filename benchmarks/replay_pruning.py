@@ -211,6 +211,30 @@ def per_horizon(store: dict, methods: list[str], horizons: list[int]) -> list[li
     return rows
 
 
+def step_floor(horizons: list[int], orders: list[int], within=(0.001, 0.002, 0.003), startup: int = 4) -> list[list]:
+    """Steps used, at the least, by a pruner that runs its ``startup`` trials and every run
+    ending within ``within`` (relative) of the best to their ends, and stops every other
+    run at its first report: what the 40 % target leaves for a forecast of a given accuracy."""
+    rows, cols = [], {d: [] for d in within}
+    for h in horizons:
+        cs = grid(h)
+        finals = np.array([c.loss[-1] for c in cs])
+        total = sum(int(c.steps[-1]) for c in cs)
+        near = set(np.flatnonzero(finals <= finals.min() * (1 + max(within))).tolist())
+        row = [h, len(near)]
+        for d in within:
+            keep_near = set(np.flatnonzero(finals <= finals.min() * (1 + d)).tolist())
+            fr = []
+            for o in orders:
+                full = set(np.random.default_rng(o).permutation(len(cs))[:startup].tolist()) | keep_near
+                fr.append(sum(int(c.steps[-1] if i in full else c.steps[0]) for i, c in enumerate(cs)) / total)
+            cols[d] += fr
+            row.append(f"{np.mean(fr):.3f}")
+        rows.append(row)
+    rows.append(["all", "-"] + [f"{np.mean(cols[d]):.3f}" for d in within])
+    return rows
+
+
 def render(data: dict) -> str:
     horizons = sorted({int(k.split("|")[1]) for k in data.get("optuna", {})} | set(DEV) | set(HELD_OUT))
     lines = ["# Replaying the Schaipp 124M grid with pruners", "", "Command (the results below are what it printed; "
@@ -239,6 +263,17 @@ def render(data: dict) -> str:
                   table(aggregate(store, methods, horizons, noise), header), "",
                   table(per_horizon(store, methods, horizons),
                         ["pruner", "horizon", "steps used per order", "kept best", "regret per order"]), ""]
+        orders = sorted({int(k.split("|")[2]) for k in store if k.startswith(methods[0] + "|")})
+        lines += ["## What 40 % of the steps asks for", "",
+                  "A pruner that cannot tell a run from the best one while their final losses differ by less "
+                  "than its forecast's error must run both to the end. The steps used, at the least, by a pruner "
+                  "that runs its 4 startup trials (the first of each order above) and every run ending within "
+                  "0.1 / 0.2 / 0.3 % of the grid's best to their ends, and stops every other run at its first "
+                  "report (computed from the grid, no pruner involved; 0.3 % is the default `min_error`, "
+                  "the smallest error a forecast gets):", "",
+                  table(step_floor(horizons, orders),
+                        ["horizon", "runs within 0.3 % of best", "floor, within 0.1 %", "floor, within 0.2 %",
+                         "floor, within 0.3 %"]), ""]
     sweep = [m for m in sorted({k.split("|")[0] for k in store}) if m.startswith("lrtune ScheduleAwarePruner(") and m != METHODS[0]]
     if sweep:
         rows = aggregate(store, [METHODS[0]] + sweep, horizons, noise)
