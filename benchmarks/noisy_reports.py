@@ -66,8 +66,7 @@ def main() -> None:
     start = time.time()
     for h in horizons:
         curves = R.grid(h)
-        by_name = {c.name: c for c in load_schaipp(keys=[c.name for c in curves], metric="train_loss")}
-        train = [by_name[c.name] for c in curves]
+        train = load_schaipp(keys=[c.name for c in curves], metric="train_loss")
         for name, make in (("lrtune ScheduleAwarePruner()", ScheduleAwarePruner),
                            ("MedianPruner(4, 10 % warmup)",
                             lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=h // 10))):

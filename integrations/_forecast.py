@@ -341,10 +341,14 @@ class FinalLossModel:
         out)."""
         return self._level(self.law_, curve)
 
+    def _n_after_burn_in(self, steps: np.ndarray, horizon: int) -> int:
+        """How many reports at ``steps`` lie where the law was fitted (from ``burn_in`` of the horizon on)."""
+        return int(np.sum(steps >= self.burn_in * horizon))
+
     def _anchor_count(self, steps: np.ndarray, horizon: int) -> int:
         """How many of the last reports at ``steps`` place a run relative to the law: the
         last ``anchor_`` after ``burn_in`` of the horizon, at least ``ANCHOR_POINTS``."""
-        return max(ANCHOR_POINTS, min(self.anchor_, int(np.sum(steps >= self.burn_in * horizon))))
+        return max(ANCHOR_POINTS, min(self.anchor_, self._n_after_burn_in(steps, horizon)))
 
     def _final_count(self, curves: Sequence[Curve], needed: int) -> int:
         """How many last reports make a finished run's final level.  The mean gap of the
@@ -359,7 +363,7 @@ class FinalLossModel:
         ks = np.unique(np.round(np.geomspace(1, needed, min(needed, 16))).astype(int))
         gaps = []  # per curve: relative gap of each last report to the law, last report first
         for c in curves:
-            n = max(1, min(int(ks[-1]), int(np.sum(c.steps >= self.burn_in * c.horizon))))
+            n = max(1, min(int(ks[-1]), self._n_after_burn_in(c.steps, c.horizon)))
             pred = self.law_.predict(c.lr, c.steps[-n:])
             gaps.append(((c.loss[-n:] - pred) / c.loss[-1])[::-1])
         var = self.noise_ ** 2
@@ -375,7 +379,7 @@ class FinalLossModel:
         """A finished curve's final: ``law`` at its last step shifted by the mean gap of its
         last ``final_anchor_`` reports after ``burn_in`` (at least one: with one, the last
         report itself); ``pred``: the law at ``curve.steps``, if already computed."""
-        k = max(1, min(self.final_anchor_, int(np.sum(curve.steps >= self.burn_in * curve.horizon))))
+        k = max(1, min(self.final_anchor_, self._n_after_burn_in(curve.steps, curve.horizon)))
         if pred is None:
             pred = law.predict(curve.lr, curve.steps[-k:])
         return _anchored(pred, curve.loss, float(pred[-1]), k)
@@ -387,8 +391,8 @@ class FinalLossModel:
     def _cross_validate(self, curves: list[Curve], max_folds: int) -> tuple[np.ndarray, int]:
         order = sorted(range(len(curves)), key=lambda i: curves[i].name)
         folds = [f for f in np.array_split(np.asarray(order), min(max_folds, len(curves))) if f.size]
-        self.errors_ = np.full((len(curves), _FRACTIONS.size), np.nan)  # by run, in the order of ``curves``
-        self._residuals_ = np.full_like(self.errors_, np.nan)
+        err = np.full((len(curves), _FRACTIONS.size), np.nan)  # by run, in the order of ``curves``
+        self._residuals_ = np.full_like(err, np.nan)
         for fold in folds:
             held = set(fold.tolist())
             rest = [i for i in range(len(curves)) if i not in held]
@@ -396,11 +400,10 @@ class FinalLossModel:
             if self.local:  # the fold's law's own errors on the runs it was fitted on
                 own = np.stack([self._relative_errors(law, curves[i]) for i in rest])
             for i in fold:
-                self.errors_[i] = self._relative_errors(law, curves[i])
+                err[i] = self._relative_errors(law, curves[i])
                 if self.local:  # the error left after the correction a forecast gets (_local_error)
                     w = self._similarity(self._shapes[i], self._log_peaks[i])[rest]
-                    self._residuals_[i] = self.errors_[i] - self._bias(w, own)
-        err = self.errors_
+                    self._residuals_[i] = err[i] - self._bias(w, own)
         profiles = [np.maximum(_rms_by_fraction(side, 2.0, 0.0), self.min_error)
                     for side in (np.maximum(err, 0.0), np.minimum(err, 0.0))]  # forecasts too high, too low
         return np.stack(profiles), len(folds)

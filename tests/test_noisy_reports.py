@@ -23,6 +23,11 @@ def _train_curve(i: int):
     return dataclasses.replace(TRAIN[i], lr=np.asarray(schedule_lr(SPECS[i])))
 
 
+def test_training_losses_are_those_of_the_same_runs_in_the_same_order():
+    assert [c.name for c in TRAIN] == [c.name for c in CURVES]  # load_schaipp keeps the order of its keys
+    assert all(np.median(np.diff(t.steps)) == 50 and np.median(np.diff(c.steps)) == 200 for t, c in zip(TRAIN, CURVES))
+
+
 def test_one_noisy_report_is_not_a_divergence():
     # single minibatches jump above 1.2 times the lowest one in these healthy runs ...
     jumps = [bool(np.any(c.loss > 1.2 * np.minimum.accumulate(c.loss))) for c in TRAIN]

@@ -43,13 +43,13 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     trials as degrees of freedom: wide while few have completed), is above ``(1 - margin)`` times the
     best value so far: the best completed trial (its last report, or the level of its
     last reports when single reports are noisy, in the metric reported, whatever the
-    objective returned), or a running trial whose
-    pessimistic forecast is lower; a trial at its last step is never pruned. A schedule
-    that anneals late (WSD) is judged by the drop its cooldown will bring, not by its
-    loss now. A NaN or infinite loss is pruned at once, a diverging one (the median of
-    its last 5 reports above ``divergence_ratio`` times the lowest such median) as soon
-    as it is seen: one noisy report is not a divergence. Noisy reports (a minibatch's
-    training loss) are measured and averaged over as many reports as it takes. Everything is read
+    objective returned), or a running trial whose pessimistic forecast is lower; a trial
+    at its last step is never pruned. A schedule that anneals late (WSD) is judged by the
+    drop its cooldown will bring, not by its loss now. A NaN or infinite loss is pruned at
+    once, a diverging one (the median of its last 5 reports above ``divergence_ratio``
+    times the lowest such median) as soon as it is seen: one noisy report is not a
+    divergence. Noisy reports (a minibatch's training loss) are measured and averaged over
+    as many reports as it takes. Everything is read
     from the study's storage (the schedule is the trial's ``"lr_schedule"`` user
     attribute, see :func:`record_schedule`), so the decision is the same in every
     process and after a restart; fits are cached on the set of completed trials. A trial

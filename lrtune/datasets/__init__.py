@@ -23,8 +23,8 @@ import numpy as np
 
 from lrtune.curves import Curve
 
-__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "load_mpl", "load_schaipp", "mpl_runs", "mpl_split", "schaipp_runs", "SCHAIPP_METRICS",
-           "schaipp_spec"]
+__all__ = ["MPL_MODELS", "MPL_SCHEDULES", "MPL_SPECS", "SCHAIPP_METRICS", "load_mpl", "load_schaipp", "mpl_runs",
+           "mpl_split", "schaipp_runs", "schaipp_spec"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 MPL_MODELS = ("25M", "100M", "400M")
@@ -146,7 +146,8 @@ def load_schaipp(keys: list[str] | None = None, root: str | None = None, metric:
     """Loss curves of the Schaipp runs, step 0 dropped: ``metric="val_loss"`` (every 200
     steps, 32 batches: smooth) or ``"train_loss"`` (one minibatch every 50 steps: noisy).
 
-    Select runs by ``keys`` or by column values of ``runs.csv`` given as strings, e.g.
+    Select runs by ``keys`` (returned in the order of ``keys``) or by column values of
+    ``runs.csv`` given as strings (returned in the file's order), e.g.
     ``load_schaipp(n_embd="768", n_layer="12", group="main", schedule="wsd")``.
     ``Curve.meta`` holds the run's row (``base_lr``, ``horizon``, ``cooldown_frac``, ...)
     and ``model_size``.
@@ -162,6 +163,8 @@ def load_schaipp(keys: list[str] | None = None, root: str | None = None, metric:
         missing = set(keys) - {r["key"] for r in rows}
         if missing:
             raise ValueError(f"unknown Schaipp run key(s): {sorted(missing)[:3]}")
+        position = {k: i for i, k in enumerate(keys)}
+        rows.sort(key=lambda r: position[r["key"]])
     out = []
     with np.load(os.path.join(root, "lr.npz")) as z:
         for r in rows:
