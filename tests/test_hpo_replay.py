@@ -62,6 +62,16 @@ def test_spearman_at_full_training_is_one(runs):
     assert -1 <= out["0.25"]["raw"] < 1
 
 
+def test_spearman_with_more_completed_runs_fits_them_and_ranks_the_rest(runs):
+    order = H.trial_order(len(runs), 0)
+    four = H.forecast_ranking(runs, order, fractions=(0.5,))
+    sixteen = H.forecast_ranking(runs, order, fractions=(0.5,), n_startup=16)
+    assert sixteen["0.5"]["n"] == len(runs) - 16
+    # the raw loss of the same runs is ranked over fewer runs, the forecast from another fit
+    assert sixteen["0.5"]["raw"] != four["0.5"]["raw"]
+    assert sixteen["0.5"]["lrtune"] != four["0.5"]["lrtune"]
+
+
 def test_spearman_protocol_does_not_fit_a_diverged_run():
     # order 4 of the 50k Schaipp grid starts with the 5e-3 cosine run that diverged: the law
     # cannot be fitted on it (its loss rises with the LR area), so the protocol skips it as
