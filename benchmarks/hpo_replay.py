@@ -763,7 +763,13 @@ def headline(data: dict) -> list[str]:
             a = np.nanmean([r["0.25"]["lrtune"] for r in sp])
             b = np.nanmean([r["0.25"]["raw"] for r in sp])
             parts.append(f"Spearman at 25 % of training: lrtune forecast {a:.3f} vs raw loss {b:.3f}: "
-                         f"**{'lrtune ranks better' if a > b else 'lrtune does NOT rank better'}**.")
+                         f"**{'lrtune ranks better' if a > b else 'lrtune does NOT rank better'}** (model of the "
+                         f"first {N_STARTUP} runs).")
+            for k in MORE_STARTUP:
+                cell = [r["startup"][str(k)] for r in sp if str(k) in r.get("startup", {})]
+                if cell:
+                    a, b = np.nanmean([c["lrtune"] for c in cell]), np.nanmean([c["raw"] for c in cell])
+                    parts.append(f"With {k} completed runs: {a:.3f} vs {b:.3f}.")
         out.append(f"- **{grid} grid**: " + " ".join(parts))
     return out
 
