@@ -41,6 +41,7 @@ import numpy as np
 import optuna
 
 from lrtune.datasets import load_schaipp, schaipp_runs, schaipp_spec
+from lrtune.integrations._forecast import ANCHOR_POINTS
 from lrtune.integrations.optuna import ScheduleAwarePruner, record_schedule
 
 DEV = (15000, 35000)
@@ -100,7 +101,16 @@ def replay_optuna(curves: list, order: np.ndarray, pruner, storage=None, n_trial
                               for t in study.trials])
 
 
+#: where the steps go (:func:`summarize`): the first trials of a study, and runs ending within
+#: NEAR of the grid's best (the default ``min_error``: closer than the smallest forecast error)
+STARTUP, NEAR = 4, 0.003
+PARTS = ("first 4 trials", "within 0.3 %, completed", "within 0.3 %, stopped", "others, completed",
+         "others, stopped")
+
+
 def summarize(curves: list, trials: list[tuple[int, int, bool]]) -> dict:
+    """Steps used, kept best, regret of a study's ``trials`` ``(run, last step, completed)``
+    in the order they ran; ``parts``: the steps used split as in :data:`PARTS`."""
     finals = np.array([c.loss[-1] for c in curves])
     best = int(np.argmin(finals))
     used = sum(step for _, step, _ in trials)
@@ -109,8 +119,13 @@ def summarize(curves: list, trials: list[tuple[int, int, bool]]) -> dict:
     if not completed:
         raise RuntimeError(f"no trial completed: (run, last step) = {[(i, s) for i, s, _ in trials]}")
     chosen = min(completed, key=lambda i: finals[i])
+    parts = dict.fromkeys(PARTS, 0.0)
+    for n, (i, step, done) in enumerate(trials):
+        near = finals[i] <= finals[best] * (1 + NEAR)
+        key = PARTS[0] if n < STARTUP else PARTS[(1 if near else 3) + (not done)]
+        parts[key] += step / total
     return {"fraction": used / total, "kept_best": best in completed, "regret": float(finals[chosen] - finals[best]),
-            "n_completed": len(completed), "chosen": chosen}
+            "n_completed": len(completed), "chosen": chosen, "parts": parts}
 
 
 def seed_noise() -> float:
@@ -211,27 +226,51 @@ def per_horizon(store: dict, methods: list[str], horizons: list[int]) -> list[li
     return rows
 
 
-def step_floor(horizons: list[int], orders: list[int], within=(0.001, 0.002, 0.003), startup: int = 4) -> list[list]:
+def first_check(c) -> int:
+    """The first step at which ScheduleAwarePruner() can forecast run ``c``: its last
+    ``ANCHOR_POINTS`` reports lie after ``burn_in`` of the horizon."""
+    burn_in = ScheduleAwarePruner()._min_progress
+    k = int(np.searchsorted(c.steps, burn_in * c.steps[-1], side="left")) + ANCHOR_POINTS - 1
+    return int(c.steps[min(k, c.steps.size - 1)])
+
+
+def step_floor(horizons: list[int], orders: list[int], within=(0.001, 0.002, 0.003), startup: int = STARTUP) -> list[list]:
     """Steps used, at the least, by a pruner that runs its ``startup`` trials and every run
     ending within ``within`` (relative) of the best to their ends, and stops every other
-    run at its first report: what the 40 % target leaves for a forecast of a given accuracy."""
-    rows, cols = [], {d: [] for d in within}
+    run at its first report: what the 40 % target leaves for a forecast of a given accuracy.
+    Last column: the same within 0.3 %, the other runs stopped at lrtune's first check
+    (:func:`first_check`) instead of their first report."""
+    rows, cols = [], {d: [] for d in (*within, "check")}
     for h in horizons:
         cs = grid(h)
         finals = np.array([c.loss[-1] for c in cs])
         total = sum(int(c.steps[-1]) for c in cs)
         near = set(np.flatnonzero(finals <= finals.min() * (1 + max(within))).tolist())
         row = [h, len(near)]
-        for d in within:
-            keep_near = set(np.flatnonzero(finals <= finals.min() * (1 + d)).tolist())
+        for d in (*within, "check"):
+            keep_near = near if d == "check" else set(np.flatnonzero(finals <= finals.min() * (1 + d)).tolist())
             fr = []
             for o in orders:
                 full = set(np.random.default_rng(o).permutation(len(cs))[:startup].tolist()) | keep_near
-                fr.append(sum(int(c.steps[-1] if i in full else c.steps[0]) for i, c in enumerate(cs)) / total)
+                stop = first_check if d == "check" else (lambda c: int(c.steps[0]))
+                fr.append(sum(int(c.steps[-1]) if i in full else stop(c) for i, c in enumerate(cs)) / total)
             cols[d] += fr
             row.append(f"{np.mean(fr):.3f}")
         rows.append(row)
-    rows.append(["all", "-"] + [f"{np.mean(cols[d]):.3f}" for d in within])
+    rows.append(["all", "-"] + [f"{np.mean(cols[d]):.3f}" for d in cols])
+    return rows
+
+
+def step_parts(store: dict, methods: list[str], horizons: list[int]) -> list[list]:
+    """Mean steps used per part (:data:`PARTS`) of each method's studies, per horizon and all."""
+    rows = []
+    for m in methods:
+        for h in [*horizons, None]:
+            rs = [r for r in runs_of(store, m, horizons if h is None else [h]) if "parts" in r]
+            if rs:
+                rows.append([m, "all" if h is None else h, len(rs)] +
+                            [f"{np.mean([r['parts'][p] for r in rs]):.3f}" for p in PARTS] +
+                            [f"{np.mean([r['fraction'] for r in rs]):.3f}"])
     return rows
 
 
@@ -270,10 +309,18 @@ def render(data: dict) -> str:
                   "that runs its 4 startup trials (the first of each order above) and every run ending within "
                   "0.1 / 0.2 / 0.3 % of the grid's best to their ends, and stops every other run at its first "
                   "report (computed from the grid, no pruner involved; 0.3 % is the default `min_error`, "
-                  "the smallest error a forecast gets):", "",
+                  "the smallest error a forecast gets). Last column: within 0.3 %, every other run stopped at "
+                  "the first report where `ScheduleAwarePruner()` can forecast it (its last 3 reports after "
+                  "`burn_in`, 10 % of the horizon: 13-14 % of a run logged every 200 steps):", "",
                   table(step_floor(horizons, orders),
                         ["horizon", "runs within 0.3 % of best", "floor, within 0.1 %", "floor, within 0.2 %",
-                         "floor, within 0.3 %"]), ""]
+                         "floor, within 0.3 %", "floor, within 0.3 %, stops at lrtune's first check"]), ""]
+        parts = step_parts(store, methods, horizons)
+        if parts:
+            lines += ["Where each pruner's steps go (the studies above; fractions of the steps of running every "
+                      "trial to its end, summing to the steps used): its first 4 trials, the runs ending within "
+                      "0.3 % of the grid's best, and the other runs, each as completed or stopped trials.", "",
+                      table(parts, ["pruner", "horizon", "studies", *PARTS, "steps used"]), ""]
     sweep = [m for m in sorted({k.split("|")[0] for k in store}) if m.startswith("lrtune ScheduleAwarePruner(") and m != METHODS[0]]
     if sweep:
         rows = aggregate(store, [METHODS[0]] + sweep, horizons, noise)
