@@ -326,7 +326,7 @@ class FinalLossModel:
         self.fractions_ = horizon_fractions()
         self._shapes = np.stack([schedule_shape(c.lr) for c in curves])
         self._log_peaks = np.array([math.log(float(np.max(c.lr))) for c in curves])
-        self.error_profile_, self.n_folds_ = self._cross_validate(list(curves), max_folds)
+        self.error_profile_, self.n_folds_, self._residuals_ = self._cross_validate(list(curves), max_folds)
         # the fitted law's own errors on the finished runs: a trial's forecast is corrected
         # by those of the runs like it (a trial that shares a finished run's LR prefix then
         # gets that run's final plus the law's difference between the two schedules)
@@ -388,11 +388,13 @@ class FinalLossModel:
         # the forecast's error is measured below, the law's own band is not needed
         return self._make_law().fit([_after(c, self.burn_in * c.horizon) for c in curves], band=False)
 
-    def _cross_validate(self, curves: list[Curve], max_folds: int) -> tuple[np.ndarray, int]:
+    def _cross_validate(self, curves: list[Curve], max_folds: int) -> tuple[np.ndarray, int, np.ndarray]:
+        """The pooled error profiles (forecasts too high, too low), the number of folds, and
+        per run the cross-validated error left after the similar runs' bias correction."""
         order = sorted(range(len(curves)), key=lambda i: curves[i].name)
         folds = [f for f in np.array_split(np.asarray(order), min(max_folds, len(curves))) if f.size]
         err = np.full((len(curves), _FRACTIONS.size), np.nan)  # by run, in the order of ``curves``
-        self._residuals_ = np.full_like(err, np.nan)
+        residuals = np.full_like(err, np.nan)
         for fold in folds:
             held = set(fold.tolist())
             rest = [i for i in range(len(curves)) if i not in held]
@@ -403,10 +405,10 @@ class FinalLossModel:
                 err[i] = self._relative_errors(law, curves[i])
                 if self.local:  # the error left after the correction a forecast gets (_local_error)
                     w = self._similarity(self._shapes[i], self._log_peaks[i])[rest]
-                    self._residuals_[i] = err[i] - self._bias(w, own)
+                    residuals[i] = err[i] - self._bias(w, own)
         profiles = [np.maximum(_rms_by_fraction(side, 2.0, 0.0), self.min_error)
                     for side in (np.maximum(err, 0.0), np.minimum(err, 0.0))]  # forecasts too high, too low
-        return np.stack(profiles), len(folds)
+        return np.stack(profiles), len(folds), residuals
 
     def _relative_errors(self, law: Law, curve: Curve) -> np.ndarray:
         pred = law.predict(curve.lr, curve.steps)

@@ -126,7 +126,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         # state (saved): per trial id
         self._points: dict[str, list[tuple[float, float]]] = {}
         self._specs: dict[str, Optional[str]] = {}
-        self._completed: dict[str, float] = {}
+        self._completed: set[str] = set()  # trials that completed with a finite last value
         self._stopped: set[str] = set()
         self._warned: set[str] = set()
         self._model_key: Optional[tuple] = None
@@ -168,9 +168,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._add_point(tid, float(result[self._time_attr]), float(result[self._metric]))
         if tid in self._stopped or not self._points.get(tid):
             return
-        final = self._points[tid][-1][1]
-        if math.isfinite(final):
-            self._completed[tid] = final
+        if math.isfinite(self._points[tid][-1][1]):
+            self._completed.add(tid)
 
     def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
         self._stopped.add(trial.trial_id)
@@ -191,6 +190,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.__dict__.update(state)
+        self._completed = set(self._completed)  # a dict of final values in older checkpoints
         self._model_key, self._model, self._finished = None, None, {}
 
     # -- the decision -------------------------------------------------------------------
