@@ -174,6 +174,19 @@ def _finite(a) -> np.ndarray:
     return np.where(np.isfinite(a), a, 1e9)
 
 
+def spearman_cells(store: dict, grid: str, k: int = N_STARTUP) -> tuple[list[dict], list[int]]:
+    """The Spearman results at 25 % of training of ``grid``'s studies whose model had ``k``
+    completed runs (``N_STARTUP`` or one of ``MORE_STARTUP``), and their horizons."""
+    cells = {}
+    for key, v in store.items():
+        method, g, h, _ = key.split("|")
+        if method == "spearman" and g == grid:
+            cell = v["0.25"] if k == N_STARTUP else v.get("startup", {}).get(str(k))
+            if cell is not None:
+                cells[key] = (int(h), cell)
+    return [c for _, c in cells.values()], sorted({h for h, _ in cells.values()})
+
+
 def spearman(a, b) -> float:
     return float(stats.spearmanr(_finite(a), _finite(b))[0])
 
@@ -758,18 +771,17 @@ def headline(data: dict) -> list[str]:
                         + (", ".join(f"{ALL_METHODS[o]} ({stats_[o]['fraction']:.2f}, {stats_[o]['regret_rel']:.3f} %)"
                                      for o in better) or "none"))
             parts.append(txt + ".")
-        sp = [v for k, v in store.items() if k.split("|")[0] == "spearman" and k.split("|")[1] == grid]
-        if sp:
-            a = np.nanmean([r["0.25"]["lrtune"] for r in sp])
-            b = np.nanmean([r["0.25"]["raw"] for r in sp])
-            parts.append(f"Spearman at 25 % of training: lrtune forecast {a:.3f} vs raw loss {b:.3f}: "
-                         f"**{'lrtune ranks better' if a > b else 'lrtune does NOT rank better'}** (model of the "
-                         f"first {N_STARTUP} runs).")
-            for k in MORE_STARTUP:
-                cell = [r["startup"][str(k)] for r in sp if str(k) in r.get("startup", {})]
-                if cell:
-                    a, b = np.nanmean([c["lrtune"] for c in cell]), np.nanmean([c["raw"] for c in cell])
-                    parts.append(f"With {k} completed runs: {a:.3f} vs {b:.3f}.")
+        for k in (N_STARTUP, *MORE_STARTUP):
+            cells, _ = spearman_cells(store, grid, k)
+            if not cells:
+                continue
+            a, b = np.nanmean([c["lrtune"] for c in cells]), np.nanmean([c["raw"] for c in cells])
+            if k == N_STARTUP:
+                parts.append(f"Spearman at 25 % of training: lrtune forecast {a:.3f} vs raw loss {b:.3f}: "
+                             f"**{'lrtune ranks better' if a > b else 'lrtune does NOT rank better'}** (model of "
+                             f"the first {N_STARTUP} runs).")
+            else:
+                parts.append(f"With {k} completed runs: {a:.3f} vs {b:.3f}.")
         out.append(f"- **{grid} grid**: " + " ".join(parts))
     return out
 
@@ -868,17 +880,13 @@ def render(data: dict) -> str:
                                   "fallback to raw"]), ""]
         more = []
         for grid in GRIDS:
-            rs = [v for k, v in store.items() if k.split("|")[0] == "spearman" and k.split("|")[1] == grid]
             for k in (N_STARTUP, *MORE_STARTUP):
-                cell = [r["0.25"] if k == N_STARTUP else r.get("startup", {}).get(str(k)) for r in rs]
-                cell = [c for c in cell if c is not None]
-                if not cell:
+                cells, hs = spearman_cells(store, grid, k)
+                if not cells:
                     continue
-                hs = sorted({int(key.split("|")[2]) for key, v in store.items() if key.split("|")[0] == "spearman"
-                             and key.split("|")[1] == grid and (k == N_STARTUP or str(k) in v.get("startup", {}))})
-                a, b = np.nanmean([c["lrtune"] for c in cell]), np.nanmean([c["raw"] for c in cell])
-                more.append([grid, k, ", ".join(map(str, hs)), len(cell), f"{a:.3f}", f"{b:.3f}", f"{a - b:+.3f}",
-                             f"{sum(c['fallback'] for c in cell)}/{sum(c['n'] for c in cell)}"])
+                a, b = np.nanmean([c["lrtune"] for c in cells]), np.nanmean([c["raw"] for c in cells])
+                more.append([grid, k, ", ".join(map(str, hs)), len(cells), f"{a:.3f}", f"{b:.3f}", f"{a - b:+.3f}",
+                             f"{sum(c['fallback'] for c in cells)}/{sum(c['n'] for c in cells)}"])
         if any(row[1] != N_STARTUP for row in more):
             lines += ["The same at 25 % of training with more runs completed before the forecast (the first 4, 8 "
                       f"or 16 runs of each order; a horizon counts where at least {MIN_RANKED} runs are left to "

@@ -226,12 +226,18 @@ def per_horizon(store: dict, methods: list[str], horizons: list[int]) -> list[li
     return rows
 
 
+_BURN_IN = ScheduleAwarePruner()._min_progress
+
+
 def first_check(c) -> int:
     """The first step at which ScheduleAwarePruner() can forecast run ``c``: its last
-    ``ANCHOR_POINTS`` reports lie after ``burn_in`` of the horizon."""
-    burn_in = ScheduleAwarePruner()._min_progress
-    k = int(np.searchsorted(c.steps, burn_in * c.steps[-1], side="left")) + ANCHOR_POINTS - 1
+    ``ANCHOR_POINTS`` reports lie after ``burn_in`` of the horizon (its schedule's length)."""
+    k = int(np.searchsorted(c.steps, _BURN_IN * c.horizon, side="left")) + ANCHOR_POINTS - 1
     return int(c.steps[min(k, c.steps.size - 1)])
+
+
+def _first_report(c) -> int:
+    return int(c.steps[0])
 
 
 def step_floor(horizons: list[int], orders: list[int], within=(0.001, 0.002, 0.003), startup: int = STARTUP) -> list[list]:
@@ -249,10 +255,10 @@ def step_floor(horizons: list[int], orders: list[int], within=(0.001, 0.002, 0.0
         row = [h, len(near)]
         for d in (*within, "check"):
             keep_near = near if d == "check" else set(np.flatnonzero(finals <= finals.min() * (1 + d)).tolist())
+            stop = first_check if d == "check" else _first_report
             fr = []
             for o in orders:
                 full = set(np.random.default_rng(o).permutation(len(cs))[:startup].tolist()) | keep_near
-                stop = first_check if d == "check" else (lambda c: int(c.steps[0]))
                 fr.append(sum(int(c.steps[-1]) if i in full else stop(c) for i, c in enumerate(cs)) / total)
             cols[d] += fr
             row.append(f"{np.mean(fr):.3f}")
