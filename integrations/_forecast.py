@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import threading
 from typing import Callable, Sequence
 
@@ -116,8 +117,14 @@ def horizon_fractions() -> np.ndarray:
 
 @functools.lru_cache(maxsize=256)
 def schedule_lr(spec: str) -> np.ndarray:
-    """The (read-only, cached) per-step LR array of a schedule spec."""
-    lr = parse_schedule(spec).lr()
+    """The (read-only, cached) per-step LR array of a schedule spec (a ValueError for a
+    horizon too long to hold in memory, e.g. one given in tokens instead of steps)."""
+    schedule = parse_schedule(spec)
+    try:
+        lr = schedule.lr()
+    except MemoryError:
+        raise ValueError(f"schedule {spec!r}: {schedule.steps} steps do not fit in memory "
+                         f"(is the horizon in optimizer steps?)") from None
     lr.setflags(write=False)
     return lr
 
@@ -153,18 +160,18 @@ def law_factory(law: str | Law | Callable[[], Law]) -> Callable[[], Law]:
 
 
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "n_startup_trials": (lambda v: isinstance(v, (int, np.integer)) and v >= 2, "an integer >= 2"),
-    "n_warmup_steps": (lambda v: isinstance(v, (int, np.integer)) and v >= 0, "an integer >= 0"),
-    "interval_steps": (lambda v: isinstance(v, (int, np.integer)) and v >= 1, "an integer >= 1"),
-    "grace_period": (lambda v: isinstance(v, (int, float)) and v >= 0, ">= 0"),
-    "confidence": (lambda v: isinstance(v, (int, float)) and 0.5 < v < 1, "in (0.5, 1)"),
-    "margin": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a fraction of the best value in [0, 1)"),
-    "min_progress": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a fraction in [0, 1)"),
-    "min_error": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a relative error in [0, 1)"),
-    "step_unit": (lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0,
+    "n_startup_trials": (lambda v: isinstance(v, numbers.Integral) and v >= 2, "an integer >= 2"),
+    "n_warmup_steps": (lambda v: isinstance(v, numbers.Integral) and v >= 0, "an integer >= 0"),
+    "interval_steps": (lambda v: isinstance(v, numbers.Integral) and v >= 1, "an integer >= 1"),
+    "grace_period": (lambda v: isinstance(v, numbers.Real) and v >= 0, ">= 0"),
+    "confidence": (lambda v: isinstance(v, numbers.Real) and 0.5 < v < 1, "in (0.5, 1)"),
+    "margin": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a fraction of the best value in [0, 1)"),
+    "min_progress": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "min_error": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a relative error in [0, 1)"),
+    "step_unit": (lambda v: isinstance(v, numbers.Real) and math.isfinite(v) and v > 0,
                   "a number of optimizer steps > 0"),
-    "divergence_ratio": (lambda v: isinstance(v, (int, float)) and v > 1, "> 1"),
-    "max_folds": (lambda v: isinstance(v, (int, np.integer)) and v >= 2, "an integer >= 2"),
+    "divergence_ratio": (lambda v: isinstance(v, numbers.Real) and v > 1, "> 1"),
+    "max_folds": (lambda v: isinstance(v, numbers.Integral) and v >= 2, "an integer >= 2"),
 }
 
 

@@ -60,6 +60,8 @@ def check_steps(steps: Any, *, name: str = "steps", last: int | None = None) -> 
         raise ValueError(f"{name} is empty")
     if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
         raise ValueError(f"{name} must be integers, got {arr[~(np.isfinite(arr) & (arr == np.round(arr)))][:3].tolist()}")
+    if np.abs(arr).max() >= 2.0 ** 62:
+        raise ValueError(f"{name} must be step counts, got {arr[np.argmax(np.abs(arr))]:g}")
     arr = arr.astype(np.int64)
     if arr[0] < 1:
         raise ValueError(f"{name} must be >= 1 (a loss at step s is measured after s updates), got {arr[0]}")
@@ -99,6 +101,8 @@ class Curve:
 
     def __post_init__(self) -> None:
         lr = check_lr(self.lr, name=f"{self.name}: lr")
+        if not lr.any():
+            raise ValueError(f"{self.name}: lr is 0 at every step, so the run did not train; give the LR it used")
         steps = check_steps(self.steps, name=f"{self.name}: steps", last=lr.size)
         loss = check_loss(self.loss, name=f"{self.name}: loss")
         if loss.size != steps.size:
@@ -143,14 +147,18 @@ def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...])
     else:
         name = os.fspath(path)
     if isinstance(path, io.TextIOBase):
-        text = path.read()
+        text = path.read().removeprefix("\ufeff")
     else:
         if not os.path.exists(path):
             raise ValueError(f"{name}: no such file")
         if os.path.isdir(path):
             raise ValueError(f"{name}: is a folder, not a CSV file")
-        with open(path, newline="") as f:
-            text = f.read()
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name}: not a UTF-8 text file ({e.reason} at byte {e.start}); "
+                             f"a CSV is expected (a compressed file must be unpacked first)") from None
     if not text.strip():
         raise ValueError(f"{name}: the file is empty (expected a header row with step, lr, loss)")
     reader = csv.reader(io.StringIO(text))
@@ -164,8 +172,9 @@ def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...])
     for lineno, row in enumerate(reader, start=2):
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) < len(header):
-            raise ValueError(f"{name}, line {lineno}: {len(row)} fields, the header has {len(header)}")
+        if len(row) < len(header) or any(c.strip() for c in row[len(header):]):
+            raise ValueError(f"{name}, line {lineno}: {len(row)} fields, the header has {len(header)}"
+                             + (" (a decimal comma?)" if len(row) > len(header) else ""))
         where = f"{name}, line {lineno}"
         step = _parse_float(row[col["step"]], f"{where}, step")
         if step is None or not float(step).is_integer():
@@ -183,7 +192,8 @@ def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -
     """Read the curves of a CSV file (one per ``run`` value, in order of appearance).
 
     ``schedule`` (a spec string or :class:`~lrtune.schedules.Schedule`) gives the LR when
-    the file does not; then the ``lr`` column may be missing or empty.
+    the file does not; then the ``lr`` column may be missing or empty.  LRs the file does
+    give must agree with the schedule's (a ValueError names the first step that differs).
     """
     name, runs = _read_runs(path, ("step", "loss") if schedule is not None else ("step", "lr", "loss"))
     for run, rows in runs.items():
@@ -247,6 +257,18 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
         lr = parse_schedule(schedule).lr()
         if lr.size < loss_steps[-1]:
             raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has a loss at step {loss_steps[-1]}")
+        given = [(s, v) for s, v, _ in rows if v is not None and 1 <= s <= lr.size]
+        if given:  # the file's own LRs must be the schedule's
+            at = np.array([s for s, _ in given], dtype=np.int64)
+            file_lr = np.array([v for _, v in given])
+            bad = ~np.isclose(file_lr, lr[at - 1], rtol=1e-6, atol=1e-9 * float(np.max(np.abs(lr))))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"{where}: the file's lr at step {at[i]} is {file_lr[i]:.8g} but the schedule gives "
+                                 f"{lr[at[i] - 1]:.8g} ({int(bad.sum())} steps differ); drop --schedule to use the "
+                                 f"file's LRs, or fix the spec")
+        if any(v is not None and s > lr.size for s, v, _ in rows):
+            raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has an LR at step {int(steps[-1])}")
     else:
         lr = _lr_from_rows(where, rows, int(steps[-1]))
     return Curve(loss_steps, loss, lr, name=run)

@@ -34,13 +34,14 @@ locked", so several processes can import into one file at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import os
 import random
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -141,9 +142,9 @@ def default_url() -> str:
 
 def _parse_url(url: str | None) -> sa.URL:
     text = default_url() if url is None else str(url).strip()
-    if "://" not in text:  # a plain path names an SQLite file
-        text = "sqlite:///" + os.path.abspath(os.path.expanduser(text))
     try:
+        if "://" not in text:  # a plain path names an SQLite file, whatever characters it has
+            return sa.URL.create("sqlite", database=os.path.abspath(os.path.expanduser(text)))
         parsed = sa.make_url(text)
     except exc.ArgumentError:
         raise ValueError(f"db must be an SQLAlchemy URL (sqlite:///runs.db, postgresql://user@host/db) "
@@ -280,11 +281,15 @@ class Store:
                     raise ValueError(f"{self}: {e.orig}") from None
             time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
 
-    def _read(self) -> Any:
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        """A connection for reading; a database error (a damaged store: a table or column
+        missing) becomes a ValueError naming the store."""
         try:
-            return self._engine.connect()
-        except exc.OperationalError as e:
-            raise ValueError(f"{self}: {e.orig}") from None
+            with self._engine.connect() as conn:
+                yield conn
+        except exc.DatabaseError as e:
+            raise ValueError(f"{self}: cannot read the database: {e.orig}") from None
 
     # -- schema -------------------------------------------------------------------------
     def _check_version(self, conn: sa.Connection) -> bool:
@@ -305,11 +310,8 @@ class Store:
         return True
 
     def _open(self, create: bool) -> None:
-        try:
-            with self._read() as conn:
-                ready = self._check_version(conn)
-        except exc.DatabaseError as e:
-            raise ValueError(f"{self}: cannot read the database: {e.orig}") from None
+        with self._read() as conn:
+            ready = self._check_version(conn)
         if not ready:
             if not create:
                 raise StoreNotFoundError(str(self))
@@ -333,7 +335,7 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------
     def add_curves(self, curves: Curve | Sequence[Curve], schedule: Any = None, meta: dict | None = None,
-                   replace: bool = False) -> list[str]:
+                   replace: bool = False, schedules: Sequence[Any] | None = None) -> list[str]:
         """Store curves as runs (by ``Curve.name``) in one transaction; returns the names.
 
         Args:
@@ -343,6 +345,7 @@ class Store:
             meta: JSON data merged over each ``curve.meta``.
             replace: overwrite runs of the same name; otherwise an existing name is an
                 error and nothing of the batch is stored.
+            schedules: one spec (or None) per curve instead of ``schedule`` for all.
         """
         curves = [curves] if isinstance(curves, Curve) else list(curves)
         if not curves:
@@ -354,7 +357,11 @@ class Store:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"run name(s) {', '.join(twice)} appear more than once in one batch")
-        rows = [self._run_row(c, schedule, meta) for c in curves]
+        if schedules is not None:
+            schedules = list(schedules)
+            if schedule is not None or len(schedules) != len(curves):
+                raise ValueError(f"schedules must give one spec per curve ({len(curves)}), without schedule")
+        rows = [self._run_row(c, schedule if schedules is None else schedules[i], meta) for i, c in enumerate(curves)]
 
         def work(conn: sa.Connection) -> None:
             taken = conn.execute(sa.select(_runs.c.name).where(_runs.c.name.in_(names))).scalars().all()

@@ -96,6 +96,9 @@ def _as_schedule_or_eta(target: Any) -> Schedule | np.ndarray:
         family, _, rest = target.partition(":")
         keys = {item.partition("=")[0].strip() for item in rest.split(",")}
         if "peak" not in keys:  # a target's peak is what transfer finds: 1 stands in
+            if "peak2" in keys:
+                raise ValueError(f"target {target!r}: give its peak too (the re-warm's peak2 is an LR of its own, "
+                                 f"so the shape is set by peak2 / peak)")
             target = f"{family}:{rest},peak=1" if rest.strip() else f"{family}:peak=1"
         return parse_schedule(target)
     if isinstance(target, Schedule):
@@ -522,7 +525,7 @@ class PeakLRTransfer:
         nearest = int(np.argmin(dist + 1e-9 * np.arange(n)))
         spec = None
         if isinstance(tgt, Schedule):
-            spec = tgt.replace(peak=float(f"{math.exp(mean[0]):.4g}")).spec()
+            spec = tgt.with_peak(float(f"{math.exp(mean[0]):.4g}")).spec()
         return TransferResult(
             peak_lr=float(math.exp(mean[0])), lower=float(math.exp(lo)), upper=float(math.exp(hi)),
             level=self.level, theory_peak_lr=float(math.exp(theory[0])), data_peak_lr=float(math.exp(data[0])),

@@ -148,3 +148,115 @@ def test_console_script_error_has_no_traceback(files):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("lrtune: error:") and "Traceback" not in proc.stderr
+
+
+def _error(capsys, argv):
+    """Run a command that must fail: its exit status and its one stderr line."""
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lrtune: error:"), err
+    return code, err[0]
+
+
+def test_predict_csv_and_json_print_plain_numbers_and_null_where_no_lr_was_applied(files, capsys):
+    spec = "cosine:steps=100,peak=1e-3,warmup=10"  # lr[0] = 0: step 1 has S1 = 0
+    out = run_json(capsys, ["predict", files["fit"], "--schedule", spec, "--format", "json", "--steps", "1,50,100"])
+    assert out["loss"][0] is None and all(isinstance(v, float) for v in out["loss"][1:])
+    capsys.readouterr()
+    assert main(["predict", files["fit"], "--schedule", spec, "--format", "csv", "--steps", "50,100"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "step,loss,lower,upper"
+    rows = [[float(x) for x in line.split(",")] for line in lines[1:]]  # numbers, not numpy reprs
+    assert [r[0] for r in rows] == [50, 100] and all(r[2] < r[1] < r[3] for r in rows)
+
+
+def test_schedule_that_contradicts_the_files_lr_column_is_refused(files, capsys):
+    wrong = "constant:steps=24000,peak=3e-4,warmup=2160"  # the file is a cosine run
+    code, msg = _error(capsys, ["runs", "import", files["train"][0], "--schedule", wrong,
+                                "--db", str(files["dir"] / "contra.db")])
+    assert code == 2 and "schedule gives" in msg and "lr at step" in msg
+    code, msg = _error(capsys, ["fit", files["train"][0], "--schedule", wrong])
+    assert code == 2 and "schedule gives" in msg
+    # the right spec is accepted with the file's LRs
+    right = "cosine:steps=24000,peak=3e-4,warmup=2160,min=0.1"
+    assert main(["runs", "import", files["train"][0], "--schedule", right, "--db", str(files["dir"] / "ok.db")]) == 0
+
+
+def test_rows_with_extra_fields_a_byte_order_mark_and_undecodable_bytes(files, capsys):
+    d = files["dir"]
+    (d / "commas.csv").write_text("step,lr,loss\n1,0,5,3,5\n2,0,5,3,25\n")  # decimal commas
+    code, msg = _error(capsys, ["fit", str(d / "commas.csv")])
+    assert code == 2 and "line 2: 5 fields, the header has 3" in msg
+    held = files["held_curve"]
+    text = open(files["held"], encoding="utf-8").read()
+    (d / "bom.csv").write_text("\ufeff" + text, encoding="utf-8")  # a spreadsheet's "CSV UTF-8"
+    assert main(["fit", str(d / "bom.csv")]) == 0
+    assert f"{held.name} ({held.steps.size} points" in capsys.readouterr().out
+    (d / "latin1.csv").write_bytes(b"run,step,lr,loss\ncaf\xe9,1,0.1,3.0\n")
+    code, msg = _error(capsys, ["fit", str(d / "latin1.csv")])
+    assert code == 2 and "latin1.csv: not a UTF-8 text file" in msg
+
+
+def test_huge_steps_damaged_store_and_hand_edited_fit_give_one_error_line(files, capsys, tmp_path):
+    (tmp_path / "big.csv").write_text("step,lr,loss\n100000000000,0.1,3.0\n")
+    assert _error(capsys, ["fit", str(tmp_path / "big.csv")])[0] == 2
+    assert _error(capsys, ["predict", files["fit"], "--schedule", "cosine:steps=1e12,peak=1e-3"])[0] == 2
+    db = str(tmp_path / "dmg.db")
+    assert main(["runs", "import", files["train"][0], "--db", db]) == 0
+    import sqlite3
+    con = sqlite3.connect(db)
+    con.execute("drop table lrtune_points")
+    con.commit()
+    con.close()
+    for argv in (["runs", "list", "--db", db], ["runs", "export", "cosine_24000", "--db", db]):
+        code, msg = _error(capsys, argv)
+        assert code == 2 and "cannot read the database: no such table: lrtune_points" in msg
+    data = json.loads(open(files["fit"]).read())
+    data["config"]["bogus"] = 1
+    (tmp_path / "cfg.json").write_text(json.dumps(data))
+    code, msg = _error(capsys, ["predict", str(tmp_path / "cfg.json"), "--schedule", "cosine:steps=100,peak=1e-3"])
+    assert "unknown setting(s) bogus" in msg
+    data = json.loads(open(files["fit"]).read())
+    data["params"]["A"] = None
+    (tmp_path / "none.json").write_text(json.dumps(data))
+    code, msg = _error(capsys, ["predict", str(tmp_path / "none.json"), "--schedule", "cosine:steps=100,peak=1e-3"])
+    assert "parameter A must be a finite number" in msg
+
+
+def test_export_then_import_keeps_the_schedule_and_meta(tmp_path, capsys):
+    from lrtune.store import Store
+
+    (curve,) = load_mpl("25M", ["cosine_24000"])
+    db = str(tmp_path / "s.db")
+    with Store(db) as store:
+        store.add_curves([curve])
+        before = {r.name: (r.schedule, r.meta) for r in store.list_runs()}
+    out = str(tmp_path / "c.csv")
+    assert main(["runs", "export", "cosine_24000", "-o", out, "--db", db]) == 0
+    assert main(["runs", "delete", "cosine_24000", "--db", db]) == 0
+    assert main(["runs", "import", out, "--db", db]) == 0
+    with Store(db) as store:
+        after = {r.name: (r.schedule, r.meta) for r in store.list_runs()}
+        (back,) = store.get_curves(["cosine_24000"])
+    assert before["cosine_24000"][0] is not None and after == before
+    assert np.array_equal(back.loss, curve.loss) and np.array_equal(back.lr, curve.lr)
+
+
+def test_db_path_with_url_characters_is_a_plain_file(files, tmp_path, capsys):
+    for name in ("runs?v2.db", "exp%201.db"):
+        assert main(["runs", "import", files["train"][0], "--db", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).is_file()
+
+
+def test_transfer_to_a_rewarm_scales_peak2_with_the_peak(capsys):
+    from lrtune.schedules import parse_schedule
+    from lrtune.transfer import eta_at_horizon
+
+    s = parse_schedule("rewarm:steps=800,peak=1e-3,at=400,rewarm=20,peak2=5e-4,min=0.1")
+    moved = s.with_peak(2e-3)
+    assert moved.peak2 == pytest.approx(1e-3)
+    assert np.allclose(moved.lr() / moved.peak, s.lr() / s.peak)  # the same shape
+    assert parse_schedule("cosine:steps=100,peak=1e-3").with_peak(2e-3).peak == 2e-3
+    with pytest.raises(ValueError, match="give its peak too"):  # peak2 alone does not set the shape
+        eta_at_horizon("rewarm:steps=800,at=400,rewarm=20,peak2=5e-4,min=0.1")

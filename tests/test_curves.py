@@ -149,3 +149,13 @@ def test_lr_csv_without_losses_gives_the_lr_array(wsdcon, tmp_path):
     path.write_text("step,lr\n" + "".join(f"{i + 1},{v!r}\n" for i, v in enumerate(wsdcon.lr.tolist())))
     lr, steps = read_lr_csv(path)
     assert steps is None and np.array_equal(lr, wsdcon.lr)
+
+
+def test_an_lr_of_zero_everywhere_and_absurd_steps_are_named():
+    from lrtune.datasets import load_mpl
+
+    (c,) = load_mpl("25M", ["constant_24000"])
+    with pytest.raises(ValueError, match="lr is 0 at every step"):
+        Curve(c.steps, c.loss, np.zeros_like(c.lr), name="zero")
+    with pytest.raises(ValueError, match="must be step counts, got 1e\\+30"):
+        Curve([1e30], c.loss[:1], c.lr, name="big")

@@ -116,3 +116,15 @@ def test_pruner_keeps_the_best_run_of_the_small_model_sweep(order):
     # correct it now.
     r = _replay().replay_optuna("generated", 400, order, "lrtune")
     assert r["kept_best"] and r["regret"] == 0.0
+
+
+def test_numpy_scalar_arguments_are_numbers_and_a_horizon_too_long_for_memory_is_a_value_error():
+    from lrtune.integrations._forecast import check_forecast_args, schedule_lr
+
+    check_forecast_args(step_unit=np.int64(200), confidence=np.float32(0.9), grace_period=np.int64(5),
+                        margin=np.float64(0.0), n_startup_trials=np.int64(3))
+    for bad in (dict(confidence=True), dict(step_unit=np.float64("nan")), dict(n_startup_trials=np.float64(3.0))):
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            check_forecast_args(**bad)
+    with pytest.raises(ValueError, match="do not fit in memory"):  # a horizon in tokens, not steps
+        schedule_lr("cosine:steps=1000000000000,peak=1e-3")

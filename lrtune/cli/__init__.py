@@ -2,7 +2,7 @@
 
 Each sub-command lives in its own module of this package with two functions,
 ``add_parser(subparsers)`` (declare the arguments) and ``run(args) -> int``; the module is
-listed in :data:`COMMANDS`.  Any ``ValueError`` (or ``OSError``) raised by a command becomes
+listed in :data:`COMMANDS`.  Any ``ValueError`` (or ``OSError``, ``KeyError``, ``MemoryError``, ``OverflowError``) raised by a command becomes
 one line on stderr starting with ``lrtune: error:`` and exit status 2, without a traceback.
 """
 
@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"lrtune: error: {msg}", file=sys.stderr)
+        return 2
+    except (MemoryError, OverflowError) as e:  # e.g. a step or horizon of 1e12
+        what = "not enough memory" if isinstance(e, MemoryError) else "a number too large"
+        print(f"lrtune: error: {what} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); "
+              f"is a step or a horizon far too large?", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         print("lrtune: error: interrupted", file=sys.stderr)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         print("step,loss,lower,upper")
         for row in zip(pred.steps, pred.loss, pred.lower, pred.upper):
-            print(f"{row[0]},{row[1]!r},{row[2]!r},{row[3]!r}")
+            print(",".join([str(int(row[0]))] + [repr(float(x)) for x in row[1:]]))
     else:
         print(f"{'step':>8} {'loss':>9} {'lower':>9} {'upper':>9}   ({int(100 * args.level)} % band, law {law.name})")
         for s, l, lo, hi in zip(pred.steps, pred.loss, pred.lower, pred.upper):

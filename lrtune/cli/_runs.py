@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from lrtune.curves import Curve, read_curves, write_curve_csv
@@ -46,17 +47,41 @@ def run(args: argparse.Namespace) -> int:
     return _ACTIONS[args.action](args)
 
 
+def _sidecar(path: str) -> str:
+    """Where ``runs export -o FILE.csv`` keeps the runs' schedules and meta: FILE.runs.json."""
+    return os.path.splitext(path)[0] + ".runs.json"
+
+
 def _import(args: argparse.Namespace) -> int:
     curves: list[Curve] = []
+    schedules: dict[str, str | None] = {}  # from an export's FILE.runs.json
     for path in args.files:
-        curves.extend(read_curves(path, schedule=args.schedule))
+        found = read_curves(path, schedule=args.schedule)
+        side = _sidecar(path)
+        if os.path.isfile(side):
+            try:
+                with open(side) as f:
+                    info = json.load(f)
+                assert isinstance(info, dict) and all(isinstance(v, dict) for v in info.values())
+            except (ValueError, AssertionError):
+                raise ValueError(f"{side}: not the runs file 'lrtune runs export' writes (a JSON object of "
+                                 f"run name -> schedule and meta)") from None
+            for i, c in enumerate(found):
+                if c.name in info:
+                    found[i] = dataclasses.replace(c, meta={**info[c.name].get("meta", {}), **c.meta})
+                    schedules[c.name] = info[c.name].get("schedule")
+        curves.extend(found)
     if args.name is not None:
         if len(curves) != 1:
             raise ValueError(f"--name needs exactly one run, the files hold {len(curves)}: "
                              f"{', '.join(c.name for c in curves)}")
         curves = [dataclasses.replace(curves[0], name=args.name)]
     with Store(args.db) as store:
-        store.add_curves(curves, schedule=args.schedule, replace=args.replace)
+        if args.schedule is None and any(schedules.values()):  # each run with its exported schedule
+            store.add_curves(curves, replace=args.replace,
+                             schedules=[schedules.get(c.name) for c in curves])
+        else:
+            store.add_curves(curves, schedule=args.schedule, replace=args.replace)
         print(f"stored {len(curves)} run(s) in {store}: "
               + ", ".join(f"{c.name} ({c.steps.size} points, {c.horizon} steps)" for c in curves))
     return 0
@@ -86,9 +111,13 @@ def _list(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     with Store(args.db, create=False) as store:
         curves = store.get_curves(args.names)
+        specs = {r.name: r.schedule for r in store.list_runs() if r.name in set(args.names)}
     write_curve_csv(curves, args.output if args.output else sys.stdout)
-    if args.output:
-        print(f"wrote {len(curves)} run(s) to {args.output}", file=sys.stderr)
+    if args.output:  # the schedules and meta beside the CSV, read back by 'runs import'
+        with open(_sidecar(args.output), "w") as f:
+            json.dump({c.name: {"schedule": specs.get(c.name), "meta": c.meta} for c in curves}, f, indent=1)
+        print(f"wrote {len(curves)} run(s) to {args.output} (schedules and meta: {_sidecar(args.output)})",
+              file=sys.stderr)
     return 0
 
 

@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="one sweep: curve CSV files or stored run names of one schedule at 3+ peak LRs "
                         "(repeat --sweep for sweeps at other horizons or shapes)")
     p.add_argument("--to", required=True, metavar="SPEC",
-                   help="target schedule spec, e.g. wsd:steps=50000,warmup=300,cooldown=0.2 (its peak is ignored)")
+                   help="target schedule spec, e.g. wsd:steps=50000,warmup=300,cooldown=0.2 (its peak is "
+                        "ignored; a re-warm needs peak and peak2, whose ratio is its shape)")
     p.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
     p.add_argument("--form", choices=FORMS, default="inverse",

@@ -71,11 +71,16 @@ class Prediction:
     level: float
 
     def to_dict(self) -> dict[str, list]:
+        """Plain lists (JSON-ready): a value the law cannot give (``inf`` at a step where
+        no LR has been applied yet, ``S1 = 0``) is ``None``."""
+        def plain(a: np.ndarray) -> list:
+            return [float(x) if np.isfinite(x) else None for x in a]
+
         return {
             "steps": self.steps.tolist(),
-            "loss": self.loss.tolist(),
-            "lower": self.lower.tolist(),
-            "upper": self.upper.tolist(),
+            "loss": plain(self.loss),
+            "lower": plain(self.lower),
+            "upper": plain(self.upper),
         }
 
 
@@ -291,11 +296,24 @@ class Law(abc.ABC):
     def from_dict(cls, data: dict[str, Any]) -> "Law":
         if data.get("law") != cls.name:
             raise ValueError(f"this is a fit of law {data.get('law')!r}, not {cls.name!r}")
-        law = cls(**data.get("config", {}))
-        missing = [p for p in law.param_names_for_load() if p not in data.get("params", {})]
+        config, params = data.get("config", {}), data.get("params", {})
+        if not isinstance(config, dict) or not isinstance(params, dict):
+            raise ValueError(f"fit of law {cls.name!r}: 'config' and 'params' must be JSON objects")
+        try:
+            law = cls(**config)
+        except TypeError:  # an unknown setting
+            known = set(cls().get_config())
+            raise ValueError(f"fit of law {cls.name!r} has unknown setting(s) "
+                             f"{', '.join(sorted(set(config) - known))}; known: {', '.join(sorted(known))}") from None
+        missing = [p for p in law.param_names_for_load() if p not in params]
         if missing:
             raise ValueError(f"fit of law {cls.name!r} lacks parameter(s) {', '.join(missing)}")
-        law.params_ = {k: float(v) for k, v in data["params"].items()}
+        bad = [k for k, v in params.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"fit of law {cls.name!r}: parameter {bad[0]} must be a finite number, "
+                             f"got {params[bad[0]]!r}")
+        law.params_ = {k: float(v) for k, v in params.items()}
         for key in _STATE:
             setattr(law, key, data.get(key.rstrip("_")))
         law._load_extra_state(data)

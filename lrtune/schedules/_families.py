@@ -109,6 +109,12 @@ class Schedule:
         """A copy with some keys changed (``s.replace(peak=1e-3, steps=50_000)``)."""
         return dataclasses.replace(self, **changes)
 
+    def with_peak(self, peak: float) -> "Schedule":
+        """The same shape at another peak LR: every LR of the schedule times ``peak / self.peak``
+        (``replace(peak=...)`` alone keeps keys that are LRs of their own, like a re-warm's
+        ``peak2``, where they were)."""
+        return self.replace(peak=peak)
+
     def __str__(self) -> str:
         return self.spec()
 
@@ -261,6 +267,11 @@ class Rewarm(Schedule):
         _check(_is_real(self.peak2) and self.peak2 > 0, "rewarm", "peak2", self.peak2, "a finite number > 0")
         _check(self.peak2 >= self.min * self.peak, "rewarm", "peak2", self.peak2,
                f">= the floor min * peak = {self.min * self.peak!r}")
+
+    def with_peak(self, peak: float) -> "Rewarm":
+        peak2 = self.peak2 * peak / self.peak
+        short = float(f"{peak2:.6g}")  # a readable spec, unless rounding crosses the floor
+        return self.replace(peak=peak, peak2=short if short >= self.min * peak else peak2)
 
     def _body(self, n: int) -> np.ndarray:
         floor = self.min * self.peak
