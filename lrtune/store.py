@@ -526,6 +526,8 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
                     store = Store(db, create=False)
                 except StoreNotFoundError as e:
                     where = e.url
+                except ValueError as e:  # a store that cannot be read: the file may just be misspelt
+                    raise ValueError(f"no such file: {item}; nor can it be looked up as a stored run ({e})") from None
             if store is None:
                 raise ValueError(f"no such file or stored run: {item} (no run store at {where})")
             try:

@@ -260,3 +260,22 @@ def test_transfer_to_a_rewarm_scales_peak2_with_the_peak(capsys):
     assert parse_schedule("cosine:steps=100,peak=1e-3").with_peak(2e-3).peak == 2e-3
     with pytest.raises(ValueError, match="give its peak too"):  # peak2 alone does not set the shape
         eta_at_horizon("rewarm:steps=800,at=400,rewarm=20,peak2=5e-4,min=0.1")
+
+
+def test_too_few_points_a_misspelt_file_with_an_unreadable_store_and_a_numpy_level(files, tmp_path, capsys,
+                                                                                 monkeypatch):
+    held = files["held_curve"]
+    one = tmp_path / "one.csv"
+    one.write_text(f"step,lr,loss\n1,{held.peak_lr!r},{float(held.loss[-1])!r}\n")  # one point of the run
+    for law in ("momentum", "multipower"):
+        code, msg = _error(capsys, ["fit", "--law", law, str(one)])
+        assert code == 2 and "point(s) to fit them" in msg
+    bad = tmp_path / "corrupt.db"
+    bad.write_bytes(b"not a database" * 100)
+    monkeypatch.setenv("LRTUNE_DB", str(bad))
+    code, msg = _error(capsys, ["fit", str(tmp_path / "typo.csv")])
+    assert "no such file: " in msg and "typo.csv" in msg and "file is not a database" in msg
+    from lrtune.laws import load_law
+
+    pred = load_law(files["fit"]).predict_interval(held.lr, held.steps[-3:], level=np.float32(0.9))
+    assert np.all(pred.lower < pred.loss) and np.all(pred.loss < pred.upper)

@@ -36,6 +36,7 @@ import abc
 import dataclasses
 import json
 import math
+import numbers
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -177,6 +178,10 @@ class Law(abc.ABC):
         for c in curves:
             if not isinstance(c, Curve):
                 raise ValueError(f"fit takes lrtune.curves.Curve objects, got {type(c).__name__}")
+        n_points = sum(int(self._fit_mask(c).sum()) for c in curves)
+        if n_points < len(self.param_names):
+            raise ValueError(f"the {self.name} law has {len(self.param_names)} parameters but the curves give "
+                             f"{n_points} point(s) to fit them (after warmup); give more points or curves")
         params = self._fit_params(curves)
         self.params_ = {k: float(params[k]) for k in params}
         masks = [self._fit_mask(c) for c in curves]
@@ -252,7 +257,7 @@ class Law(abc.ABC):
         The band is multiplicative, ``loss * exp(+-z * s)``; 1-d or 2-d ``lr`` as in
         :meth:`predict`.
         """
-        if not (isinstance(level, (int, float)) and 0 < level < 1):
+        if isinstance(level, bool) or not (isinstance(level, numbers.Real) and 0 < level < 1):
             raise ValueError(f"level must be in (0, 1), got {level!r}")
         self._check_fitted()
         lr, steps = self._validate(lr, steps)

@@ -50,6 +50,8 @@ _FIT_BIN_RATIO = 0.1  # the fit's quadrature (1e-5 of the loss: far below the da
 def decay_start(lr: Any) -> np.ndarray | int:
     """Index of the first LR decrease (``lr[i] < lr[i-1]``) of each row; ``T`` if none."""
     lr = np.asarray(lr, dtype=np.float64)
+    if lr.shape[-1] < 2:  # one step: nothing decreases
+        return lr.shape[-1] if lr.ndim == 1 else np.full(lr.shape[:-1], lr.shape[-1])
     down = lr[..., 1:] < lr[..., :-1]
     first = np.where(down.any(axis=-1), np.argmax(down, axis=-1) + 1, lr.shape[-1])
     return int(first) if lr.ndim == 1 else first
