@@ -279,3 +279,9 @@ def test_too_few_points_a_misspelt_file_with_an_unreadable_store_and_a_numpy_lev
 
     pred = load_law(files["fit"]).predict_interval(held.lr, held.steps[-3:], level=np.float32(0.9))
     assert np.all(pred.lower < pred.loss) and np.all(pred.loss < pred.upper)
+
+
+def test_suggest_for_fewer_steps_than_the_observed_warmup_asks_for_warmup(files, capsys):
+    # the MPL runs warm up for 2160 steps
+    code, msg = _error(capsys, ["suggest", *files["train"], "--steps", "1000", "--peak-lrs", "1e-4,3e-4,1e-3"])
+    assert code == 2 and "warm up for 2160 steps" in msg and "--warmup" in msg

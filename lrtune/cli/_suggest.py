@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     warmup, start = observed_warmup(curves)
     if args.warmup is not None:
         warmup = args.warmup
+    elif warmup >= args.steps:
+        raise ValueError(f"the observed runs warm up for {warmup} steps, not fewer than --steps {args.steps}; "
+                         f"give --warmup")
     result = suggest(
         law, args.steps, peaks,
         families=_names(args.families, "--families", FAMILIES),
