@@ -82,16 +82,20 @@ def _completed_study(runs: list[int], pruner: optuna.pruners.BasePruner, storage
     return study
 
 
-def _first_pruned_step(study: optuna.Study, curve, spec: str | None) -> int | None:
+def _first_pruned_step(study: optuna.Study, curve, spec: str | None, metric=lambda v: v,
+                       stop: float = 1.0) -> int | None:
+    """Replay ``curve`` (reporting ``metric(loss)``, up to ``stop`` of its horizon, then
+    returning its last value) in a new trial: the step it is pruned at, or None."""
     trial = study.ask()
     if spec is not None:
         trial.set_user_attr(SCHEDULE_ATTR, spec)
-    for s, v in zip(curve.steps.tolist(), curve.loss.tolist()):
-        trial.report(v, s)
+    keep = curve.steps <= stop * curve.horizon
+    for s, v in zip(curve.steps[keep].tolist(), curve.loss[keep].tolist()):
+        trial.report(metric(v), s)
         if trial.should_prune():
             study.tell(trial, state=TrialState.PRUNED)
             return s
-    study.tell(trial, float(curve.loss[-1]))
+    study.tell(trial, metric(float(curve.loss[keep][-1])))
     return None
 
 
@@ -267,3 +271,124 @@ def test_a_schedule_unlike_every_completed_trial_gets_a_wide_error_and_is_not_pr
     pooled = FinalLossModel([CURVES[i] for i in cosines], law_factory("momentum"), burn_in=0.1, min_error=0.003,
                             max_folds=5, local=False)
     assert pooled.forecast(wsd.lr, wsd.steps[half(wsd)], wsd.loss[half(wsd)]).above < f_wsd.above
+
+
+# -- regressions ----------------------------------------------------------------------------
+_OTHERS = [("wsd", "0.6", "0.002"), ("wsd", "0.4", "0.001"), ("cosine", "0.0", "0.002"), ("wsd", "0.9", "0.001")]
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "lrtune.integrations.optuna"]
+
+
+def test_a_maximised_metric_that_rises_is_not_a_divergence_but_a_nan_still_prunes():
+    # Each run's per-token probability exp(-loss) rises 20-fold: progress in a study that
+    # maximises it, where the model does not prune and only a NaN or infinite report does.
+    study = optuna.create_study(direction="maximize", pruner=ScheduleAwarePruner())
+    for i in ORDER[:5]:
+        c = CURVES[i]
+        assert _first_pruned_step(study, c, spec_of(c.meta), metric=lambda v: math.exp(-v)) is None
+    t = study.ask()
+    t.report(math.exp(-float(CURVES[0].loss[0])), int(CURVES[0].steps[0]))
+    t.report(float("nan"), int(CURVES[0].steps[1]))
+    assert t.should_prune()
+
+
+def test_a_nan_or_inf_reported_below_the_last_step_is_pruned():
+    # a run resumed from an earlier checkpoint reports steps below its last one again
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner())
+    c = CURVES[0]
+    for bad in (float("nan"), float("inf")):
+        t = study.ask()
+        record_schedule(t, spec_of(c.meta))
+        t.report(float(c.loss[10]), int(c.steps[10]))
+        assert not t.should_prune()
+        t.report(bad, int(c.steps[5]))
+        assert t.should_prune()
+        study.tell(t, state=TrialState.PRUNED)
+
+
+def test_one_pruner_serving_two_studies_judges_each_by_its_own_trials():
+    # Two in-memory studies both number their study 0 and their trials 0, 1, ...: the same
+    # runs, reported in nats in the first and in bits in the second.  The second study keeps
+    # its best run and prunes the clearly worse one where a pruner of its own does.
+    runs = [_index(*k) for k in _OTHERS[1:]] + [_index("wsd", "0.1", "0.001")]
+    best, bad = _index("wsd", "0.6", "0.002"), _index("wsd", "0.1", "0.0005")
+    bits = lambda v: v / math.log(2)  # noqa: E731
+
+    def pruned_steps(pruner, metric):
+        study = optuna.create_study(direction="minimize", pruner=pruner)
+        return [_first_pruned_step(study, CURVES[i], spec_of(CURVES[i].meta), metric) for i in runs + [best, bad]]
+
+    expected = pruned_steps(ScheduleAwarePruner(), bits)
+    assert expected[:-1] == [None] * 5 and expected[-1] is not None
+    shared = ScheduleAwarePruner()
+    pruned_steps(shared, lambda v: v)
+    assert pruned_steps(shared, bits) == expected
+
+
+def test_a_completed_diverged_trial_is_left_out_of_the_fit_with_one_warning(caplog):
+    # e.g. completed before the pruner was attached: the real cosine run at peak LR 5e-3
+    # (50k steps) climbs from 4.87 to 7.55.  No law fits it; left out, the pruner still
+    # prunes a clearly worse trial where it does without it.
+    others = [_index(*k) for k in _OTHERS]
+    bad = _index("wsd", "0.1", "0.0005")
+    expected = _first_pruned_step(_completed_study(others, ScheduleAwarePruner()), CURVES[bad],
+                                  spec_of(CURVES[bad].meta))
+    assert expected is not None
+    diverged = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="50000", base_lr="0.005")[0]
+    study = _completed_study(others, optuna.pruners.NopPruner())
+    _first_pruned_step(study, diverged, spec_of(diverged.meta))
+    study.pruner = ScheduleAwarePruner()
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert _first_pruned_step(study, CURVES[bad], spec_of(CURVES[bad].meta)) == expected
+    (warning,) = _warnings(caplog)
+    assert "completed trial 4 diverged" in warning
+
+
+def test_a_law_that_cannot_be_fitted_is_tried_once_per_set_of_completed_trials(caplog):
+    calls = []
+
+    def failing_law():
+        calls.append(1)
+        raise ValueError("no fit")
+
+    study = _completed_study([_index(*k) for k in _OTHERS], ScheduleAwarePruner(law=failing_law))
+    bad = _index("wsd", "0.1", "0.0005")
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert _first_pruned_step(study, CURVES[bad], spec_of(CURVES[bad].meta)) is None
+    assert len(calls) == 1  # not at each of the trial's 70 checks
+    (warning,) = _warnings(caplog)
+    assert "could not be fitted on the 4 completed trials (ValueError: no fit)" in warning
+
+
+def test_a_completed_trial_that_stopped_before_its_horizon_is_left_out_of_the_fit_with_a_warning(caplog):
+    # The best run's objective returned at 60 % of its schedule (a time budget): its last
+    # loss is no final one.  The pruner decides as if it were not there.
+    others = [_index(*k) for k in _OTHERS[1:]] + [_index("wsd", "0.9", "0.0005")]
+    best, bad = _index("wsd", "0.6", "0.002"), _index("wsd", "0.1", "0.0005")
+    expected = _first_pruned_step(_completed_study(others, ScheduleAwarePruner()), CURVES[bad],
+                                  spec_of(CURVES[bad].meta))
+    study = _completed_study(others, optuna.pruners.NopPruner())
+    _first_pruned_step(study, CURVES[best], spec_of(CURVES[best].meta), stop=0.6)
+    study.pruner = ScheduleAwarePruner()
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert _first_pruned_step(study, CURVES[bad], spec_of(CURVES[bad].meta)) == expected
+    (warning,) = _warnings(caplog)
+    assert "completed trial 4 reported up to optimizer step 9000 of its schedule's 15000" in warning
+
+
+def test_steps_beyond_the_schedule_horizon_are_warned_once_per_trial(caplog):
+    # tokens reported as steps: every report lies past the 15,000-step schedule
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner())
+    c = CURVES[0]
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert _first_pruned_step(study, c, spec_of(c.meta), stop=0.2) is None
+        t = study.ask()
+        record_schedule(t, spec_of(c.meta))
+        for s, v in zip(c.steps[:10].tolist(), c.loss[:10].tolist()):
+            t.report(v, s * 500_000)
+            assert not t.should_prune()
+    (warning,) = _warnings(caplog)
+    assert (f"trial 1 reported step {200 * 500_000}, 1e+08 optimizer steps at step_unit=1, beyond its schedule's "
+            f"horizon of 15000 optimizer steps") in warning

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing as mp
 
 import numpy as np
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 
 from lrtune.datasets import load_schaipp, schaipp_spec as spec_of
 from lrtune.integrations.optuna import (
@@ -18,6 +20,7 @@ from lrtune.integrations.optuna import (
     record_schedule,
     suggest_schedule,
 )
+from lrtune.schedules import parse_schedule
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -160,6 +163,8 @@ def test_space_arguments_are_validated(kwargs, message):
     ({"n_bootstrap": 0}, "n_bootstrap must be an integer >= 1, got 0"),
     ({"step_unit": -1}, "step_unit must be a number of optimizer steps > 0, got -1"),
     ({"law": 3}, "law must be a law name"),
+    ({"seed": -1}, "seed must be an integer in [0, 2**32) or None, got -1"),
+    ({"independent_sampler": "tpe"}, "independent_sampler must be an Optuna sampler"),
 ])
 def test_sampler_arguments_are_validated(kwargs, message):
     with pytest.raises(ValueError) as e:
@@ -167,12 +172,12 @@ def test_sampler_arguments_are_validated(kwargs, message):
     assert message in str(e.value)
 
 
-def _add_replayed(study: optuna.Study, c, pruned_at: float | None = None) -> None:
-    """Add a real run to the study as a finished trial (pruned at that fraction, or complete)."""
+def _add_replayed(study: optuna.Study, c, pruned_at: float | None = None, stopped_at: float = 1.0) -> None:
+    """Add a real run to the study as a finished trial (pruned at that fraction, or complete,
+    its objective returning at ``stopped_at`` of its horizon)."""
     steps, loss = c.steps, c.loss
-    if pruned_at is not None:
-        keep = steps <= pruned_at * c.horizon
-        steps, loss = steps[keep], loss[keep]
+    keep = steps <= (pruned_at if pruned_at is not None else stopped_at) * c.horizon
+    steps, loss = steps[keep], loss[keep]
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.PRUNED if pruned_at is not None else TrialState.COMPLETE,
         value=None if pruned_at is not None else float(loss[-1]),
@@ -180,10 +185,11 @@ def _add_replayed(study: optuna.Study, c, pruned_at: float | None = None) -> Non
         intermediate_values={int(s): float(v) for s, v in zip(steps, loss)}))
 
 
-def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules():
+def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules_the_law_finds_bad():
     # Completed runs at 1e-4 and 5e-4 only, in a space reaching 2e-3: the law is not trusted
-    # beyond twice the largest completed peak LR.  Then runs at 7e-4..1e-3 are pruned: the
-    # proposals leave those schedules.
+    # beyond twice the largest completed peak LR.  Runs at 1e-3 that were pruned although the
+    # law predicts their schedules as good as the best (stopped for something else) leave
+    # their region open; a pruned run whose schedule the law predicts worse closes its own.
     at = lambda lr: [c for c in RUNS if c.meta["base_lr"] == lr]  # noqa: E731
     study = optuna.create_study(direction="minimize")
     for c in at("0.0001")[:2] + at("0.0005")[:2]:
@@ -203,7 +209,6 @@ def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules()
     t = study.ask()
     assert suggest_schedule(t, SPACE).peak > 1e-3
     study.tell(t, state=TrialState.FAIL)
-    # prune every schedule the first sampler proposed: it then proposes other ones
     study.sampler = sampler
     for c in at("0.001"):
         _add_replayed(study, c, pruned_at=0.2)
@@ -212,4 +217,113 @@ def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules()
         t = study.ask()
         after.append(suggest_schedule(t, SPACE))
         study.tell(t, state=TrialState.FAIL)
-    assert all(abs(math.log(s.peak / 1e-3)) > 0.1 for s in after), [s.spec() for s in after]
+    assert any(abs(math.log(s.peak / 1e-3)) <= 0.1 for s in after), [s.spec() for s in after]
+    bad = at("0.0001")[2]  # a third 1e-4 run, pruned: the law predicts it well above the best
+    _add_replayed(study, bad, pruned_at=0.2)
+    law = sampler._ensemble(study)[0]
+    good = parse_schedule(after[0].spec()).lr()
+    assert list(sampler._allowed(study, [bad.lr, good], law)) == [False, True]
+
+
+# -- regressions ----------------------------------------------------------------------------
+def _proposals(study: optuna.Study, n: int = 4) -> list[str]:
+    out = []
+    for _ in range(n):
+        t = study.ask()
+        out.append(suggest_schedule(t, SPACE).spec())
+        study.tell(t, state=TrialState.FAIL)
+    return out
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "lrtune.integrations.optuna"]
+
+
+def test_one_sampler_serving_a_study_deleted_and_created_again_fits_the_new_trials(tmp_path):
+    # SQLite gives the study created again under the same name the deleted one's ids: its
+    # runs (peak 2e-3) must get the proposals of a sampler of its own, not of a fit of the
+    # deleted study's runs (peak 1e-4).
+    storage = f"sqlite:///{tmp_path / 'lr.db'}"
+
+    def proposals(sampler, runs):
+        study = optuna.create_study(study_name="lr", storage=storage, sampler=sampler)
+        for i in runs:
+            _add_replayed(study, RUNS[i])
+        out = _proposals(study)
+        optuna.delete_study(study_name="lr", storage=storage)
+        return out
+
+    expected = proposals(ScheduleSampler(SPACE, seed=0), [16, 12, 4, 8])
+    shared = ScheduleSampler(SPACE, seed=0)
+    proposals(shared, [5, 1, 9, 13])
+    assert proposals(shared, [16, 12, 4, 8]) == expected
+
+
+def test_a_completed_diverged_trial_is_left_out_of_the_fit_with_one_warning(caplog):
+    # the real cosine run at peak LR 5e-3 (50k steps) climbs from 4.87 to 7.55: no law fits
+    # it, and with it in the fit every proposal fell back to TPE with a warning
+    diverged = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="50000", base_lr="0.005")[0]
+    study = optuna.create_study(sampler=ScheduleSampler(SPACE, seed=0))
+    for i in (5, 26, 4, 2):
+        _add_replayed(study, RUNS[i])
+    _add_replayed(study, diverged)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        _proposals(study, 3)
+    (warning,) = _warnings(caplog)
+    assert "completed trial 4 diverged" in warning
+
+
+def test_a_law_that_cannot_be_fitted_is_tried_once_per_set_of_trials(caplog):
+    calls = []
+
+    def failing_law():
+        calls.append(1)
+        raise ValueError("no fit")
+
+    study = optuna.create_study(sampler=ScheduleSampler(SPACE, seed=0, law=failing_law))
+    for i in (5, 26, 4, 2):
+        _add_replayed(study, RUNS[i])
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        _proposals(study, 3)
+    assert len(calls) == 1
+    (warning,) = _warnings(caplog)
+    assert "could not be fitted on the curves of 4 trials (ValueError: no fit)" in warning
+
+
+def test_trials_whose_schedule_is_unknown_are_left_out_with_one_warning(caplog):
+    # Trials from before lrtune was used tuned a parameter "lr" and recorded no schedule:
+    # the space's fixed values (its lowest peak LR, shortest cooldown) are not their
+    # schedule.  They change nothing: the proposals are those made when they failed.
+    def study_with(legacy_state):
+        study = optuna.create_study(sampler=ScheduleSampler(SPACE, seed=0))
+        for i in (5, 26, 4, 2):
+            _add_replayed(study, RUNS[i])
+        for i in (16, 12, 20, 15):  # good runs at peak LRs 1e-3 and 2e-3
+            c = RUNS[i]
+            study.add_trial(create_trial(
+                state=legacy_state, value=float(c.loss[-1]) if legacy_state == TrialState.COMPLETE else None,
+                params={"lr": float(c.meta["base_lr"])}, distributions={"lr": FloatDistribution(1e-5, 1e-2, log=True)},
+                intermediate_values={int(s): float(v) for s, v in zip(c.steps, c.loss)}))
+        return _proposals(study)
+
+    expected = study_with(TrialState.FAIL)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert study_with(TrialState.COMPLETE) == expected
+    (warning,) = _warnings(caplog)
+    assert "the schedule of trial(s) 4, 5, 6, 7 is unknown" in warning
+
+
+def test_a_completed_trial_that_stopped_before_its_horizon_does_not_count_as_completed(caplog):
+    # A run at peak 2e-3 whose objective returned at 30 % of its schedule (a time budget):
+    # a partial curve like a pruned trial's, so the proposals stay within twice the peak LRs
+    # of the runs that did complete (1e-4, 5e-4).
+    at = lambda lr: [c for c in RUNS if c.meta["base_lr"] == lr]  # noqa: E731
+    study = optuna.create_study(sampler=ScheduleSampler(SPACE, seed=0))
+    for c in at("0.0001")[:2] + at("0.0005")[:2]:
+        _add_replayed(study, c)
+    _add_replayed(study, at("0.002")[0], stopped_at=0.3)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        peaks = [parse_schedule(spec).peak for spec in _proposals(study, 6)]
+    assert max(peaks) <= 2 * 5e-4 * (1 + 1e-9)
+    (warning,) = _warnings(caplog)
+    assert "completed trial 4 reported up to optimizer step 7400 of its schedule's 25000" in warning

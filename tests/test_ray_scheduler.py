@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ from _schaipp15k import SUBSET, grid_15k  # noqa: E402
 from lrtune.datasets import schaipp_spec as spec_of  # noqa: E402
 from lrtune.integrations.optuna import ScheduleSpace, suggest_schedule  # noqa: E402
 from lrtune.integrations.ray import ScheduleAwareScheduler  # noqa: E402
+from lrtune.schedules import parse_schedule  # noqa: E402
 
 CURVES = grid_15k()
 
@@ -77,6 +79,107 @@ def test_nan_or_diverging_metric_stops_at_once():
     assert scheduler.on_trial_result(None, trial, {"loss": 4.81, "training_iteration": 9}) == TrialScheduler.STOP
 
 
+def test_mode_max_stops_only_a_nan_or_infinite_metric():
+    # an accuracy rises: that is no divergence (only mode="min" is modelled)
+    scheduler = ScheduleAwareScheduler(metric="acc", mode="max")
+    for bad in (float("nan"), float("inf")):
+        trial = stub(0)
+        scheduler.on_trial_add(None, trial)
+        for k, acc in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], start=1):
+            assert scheduler.on_trial_result(None, trial, {"acc": acc, "training_iteration": k}) == TrialScheduler.CONTINUE
+        assert scheduler.on_trial_result(None, trial, {"acc": bad, "training_iteration": 9}) == TrialScheduler.STOP
+
+
+def test_a_trial_restarted_from_scratch_is_judged_on_its_curve_by_step():
+    # Tune recovers a failed trial without a checkpoint (on_trial_error, on_trial_add) and it
+    # reports its steps again from 1: its early, high losses are no divergence from the
+    # lower ones the failed attempt reached
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    i = SUBSET.index(("wsd", "0.4", "0.001"))
+    trial, loss = stub(i), CURVES[i].loss.tolist()
+    scheduler.on_trial_add(None, trial)
+    for k in range(1, 31):
+        assert scheduler.on_trial_result(None, trial, {"loss": loss[k - 1], "training_iteration": k}) == TrialScheduler.CONTINUE
+    scheduler.on_trial_error(None, trial)
+    decisions, _ = run_trial(scheduler, trial, CURVES[i])
+    assert TrialScheduler.STOP not in decisions
+    assert scheduler._completed == {trial.trial_id}
+
+
+def test_a_final_result_that_is_not_a_number_is_ignored_and_the_trial_completes(caplog):
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    i = SUBSET.index(("wsd", "0.4", "0.001"))
+    for bad in (None, "n/a", [3.0, 3.1]):
+        trial = stub(i)
+        scheduler.on_trial_add(None, trial)
+        for k, v in enumerate(CURVES[i].loss.tolist(), start=1):
+            scheduler.on_trial_result(None, trial, {"loss": v, "training_iteration": k})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+            scheduler.on_trial_complete(None, trial, {"loss": bad, "training_iteration": CURVES[i].loss.size + 1})
+        assert trial.trial_id in scheduler._completed  # on its earlier results, which reach the horizon
+        assert len([r for r in caplog.records if "last result is ignored" in r.getMessage()]) == 1
+
+
+def test_a_trial_ended_before_its_horizon_is_not_a_completed_run(caplog):
+    # a stopper (or a time budget) ends the first trial at half its schedule: its loss there
+    # is no final loss, and taken for one it made the model stop the grid's best run
+    first, *rest = [SUBSET.index(k) for k in (("wsd", "0.4", "0.002"), ("wsd", "0.9", "0.0005"), ("wsd", "0.9", "0.001"),
+                                             ("cosine", "0.0", "0.002"), ("wsd", "0.1", "0.001"))]
+    best = int(np.argmin([c.loss[-1] for c in CURVES]))
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    cut = stub(first)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+        run_trial(scheduler, cut, dataclasses.replace(CURVES[first], steps=CURVES[first].steps[:37],
+                                                      loss=CURVES[first].loss[:37]))
+    warnings = [r.getMessage() for r in caplog.records if "not counted as a completed run" in r.getMessage()]
+    assert len(warnings) == 1 and cut.trial_id in warnings[0]
+    assert "step 7400" in warnings[0] and "horizon of 15000 steps" in warnings[0]
+    assert cut.trial_id not in scheduler._completed
+    trials = [stub(i) for i in rest]
+    for i, trial in zip(rest, trials):
+        run_trial(scheduler, trial, CURVES[i])
+    assert scheduler._completed == {t.trial_id for t in trials}  # every run to its horizon counts
+    decisions, _ = run_trial(scheduler, stub(best), CURVES[best])
+    assert TrialScheduler.STOP not in decisions
+
+
+def test_a_trial_recovered_after_a_failure_counts_when_it_completes():
+    # Tune's recovery (on_trial_error, then on_trial_add): the trial resumes from its checkpoint
+    scheduler = _warmed_up(3)
+    i = SUBSET.index(("wsd", "0.9", "0.001"))
+    trial, loss = stub(i), CURVES[i].loss.tolist()
+    scheduler.on_trial_add(None, trial)
+    for k in range(1, 41):
+        scheduler.on_trial_result(None, trial, {"loss": loss[k - 1], "training_iteration": k})
+    scheduler.on_trial_error(None, trial)
+    scheduler.on_trial_add(None, trial)
+    for k in range(41, len(loss)):
+        assert scheduler.on_trial_result(None, trial, {"loss": loss[k - 1], "training_iteration": k}) == TrialScheduler.CONTINUE
+    scheduler.on_trial_complete(None, trial, {"loss": loss[-1], "training_iteration": len(loss)})
+    assert len(scheduler._completed) == 4 and not scheduler._stopped
+    trial.set_status(Trial.TERMINATED)
+    scheduler.on_trial_add(None, trial)  # a resumed experiment adds its ended trials again: they stay completed
+    assert len(scheduler._completed) == 4
+    decisions, _ = run_trial(scheduler, stub(BAD), CURVES[BAD])  # 4 completed: the model stops the bad run
+    assert decisions[-1] == TrialScheduler.STOP
+
+
+def test_results_beyond_the_horizon_are_warned_once_per_trial(caplog):
+    # a report every 200 steps taken for one every 400 (a wrong step_unit): from iteration 38
+    # on, the steps lie past the 15000-step schedules
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=400)
+    trials = [stub(0), stub(1)]
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+        for i, trial in enumerate(trials):
+            run_trial(scheduler, trial, CURVES[i])
+    warnings = [r.getMessage() for r in caplog.records if "beyond its schedule's horizon" in r.getMessage()]
+    assert len(warnings) == 2
+    for trial, message in zip(trials, warnings):
+        assert trial.trial_id in message and "training_iteration=38, step 15200 with step_unit=400" in message
+        assert "horizon of 15000 steps" in message
+
+
 def _warmed_up(n: int = 4) -> ScheduleAwareScheduler:
     scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
     for i in (SUBSET.index(("wsd", "0.6", "0.002")), SUBSET.index(("wsd", "0.4", "0.001")),
@@ -97,7 +200,12 @@ def test_missing_or_malformed_schedule_continues_and_is_warned_once(caplog):
         with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
             decisions, n = run_trial(scheduler, stub(BAD, config), CURVES[BAD])
         assert TrialScheduler.STOP not in decisions and n == CURVES[BAD].loss.size
-        assert len([r for r in caplog.records if "not stopped by the model" in r.getMessage()]) == 1
+        warnings = [r.getMessage() for r in caplog.records if "not stopped by the model" in r.getMessage()]
+        assert len(warnings) == 1
+        if config:  # the warning says what is wrong with the schedule
+            with pytest.raises(ValueError) as e:
+                parse_schedule(config["lr_schedule"])
+            assert str(e.value) in warnings[0]
 
 
 def test_save_and_restore_keep_the_decisions(tmp_path):

@@ -16,6 +16,7 @@ from scipy import stats
 
 from lrtune.integrations._forecast import (CacheFreePickle, FinalLossModel, Forecast, check_forecast_args,
                                            curve_from_points, is_diverging, law_factory, schedule_lr)
+from lrtune.integrations.optuna._common import WarnOnce, reaches_horizon, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
 from lrtune.laws import Law
@@ -25,7 +26,7 @@ __all__ = ["ScheduleAwarePruner"]
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
 
-class ScheduleAwarePruner(CacheFreePickle, BasePruner):
+class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
     """Prune a trial whose forecast final loss, under its own LR schedule, cannot beat the best.
 
     At each check a loss-curve law (:mod:`lrtune.laws`) fitted on the completed trials'
@@ -45,17 +46,23 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     last reports when single reports are noisy, in the metric reported, whatever the
     objective returned), or a running trial whose pessimistic forecast is lower; a trial
     at its last step is never pruned. A schedule that anneals late (WSD) is judged by the
-    drop its cooldown will bring, not by its loss now. A NaN or infinite loss is pruned at
-    once, a diverging one (the median of its last 5 reports above ``divergence_ratio``
-    times the lowest such median) as soon as it is seen: one noisy report is not a
-    divergence. Noisy reports (a minibatch's training loss) are measured and averaged over
-    as many reports as it takes. Everything is read
+    drop its cooldown will bring, not by its loss now. A NaN or infinite report (at any
+    step) is pruned at once, a diverging loss (the median of its last 5 reports above
+    ``divergence_ratio`` times the lowest such median) as soon as it is seen: one noisy
+    report is not a divergence. Noisy reports (a minibatch's training loss) are measured
+    and averaged over as many reports as it takes. Everything is read
     from the study's storage (the schedule is the trial's ``"lr_schedule"`` user
     attribute, see :func:`record_schedule`), so the decision is the same in every
-    process and after a restart; fits are cached on the set of completed trials. A trial
-    without a schedule, or with one that does not parse, is never pruned by the model (a
-    warning is logged once); an internal error logs a warning and keeps the trial. Only
-    single-objective studies that minimise a loss are pruned by the model.
+    process and after a restart; fits are cached on the set of completed trials (a law
+    that cannot be fitted on them is not tried again until another trial completes). A
+    completed trial whose loss diverged (no law describes its curve) or that stopped more
+    than two report intervals before its horizon (its last loss is not a final one) is
+    left out of the fit, with a warning. A trial without a schedule, or with one that
+    does not parse, is never pruned by the model (a warning is logged once); reports
+    beyond a trial's horizon are not used (one warning names the step: is ``step_unit``
+    right?); an internal error logs a warning and keeps the trial. Only single-objective
+    studies that minimise a loss are pruned by the model; in the others only a NaN or
+    infinite report prunes (a rising metric is what a maximised one should do).
 
     Example:
 
@@ -130,7 +137,7 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     _TRANSIENT = ("_models", "_curves")
 
     def _reset(self) -> None:  # the caches, rebuilt after unpickling
-        self._models: OrderedDict[tuple, FinalLossModel] = OrderedDict()
+        self._models: OrderedDict[frozenset, FinalLossModel | None] = OrderedDict()  # None: the fit failed
         self._curves: dict[tuple, Curve | None] = {}
 
     # -- the decision -------------------------------------------------------------------
@@ -146,23 +153,34 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
         step = trial.last_step
         if step is None:
             return False
-        values = [trial.intermediate_values[s] for s in sorted(trial.intermediate_values)]
+        steps = sorted(trial.intermediate_values)
+        values = [trial.intermediate_values[s] for s in steps]
+        if not all(math.isfinite(v) for v in values):  # at any step: a run resumed from a checkpoint reports lower ones
+            return True
+        if len(study.directions) != 1 or study.direction != StudyDirection.MINIMIZE:
+            # a maximised metric (an accuracy) rises in a healthy run: not a divergence
+            self._warn_once(("direction", *study_key(study)),
+                            "ScheduleAwarePruner forecasts losses: only single-objective studies that "
+                            "minimise are pruned by the model")
+            return False
         if is_diverging(values, self._divergence_ratio):
             return True
         if step < self._n_warmup_steps or not self._is_check_step(step, trial):
             return False
-        if len(study.directions) != 1 or study.direction != StudyDirection.MINIMIZE:
-            self._warn_once(("direction", study._study_id),
-                            "ScheduleAwarePruner forecasts losses: only single-objective studies that "
-                            "minimise are pruned by the model")
-            return False
         try:
             schedule = trial_schedule(trial)
         except ValueError as e:
-            self._warn_once(("schedule", study._study_id, trial.number), f"ScheduleAwarePruner: {e}; not pruned by the model")
+            self._warn_once(("schedule", *trial_key(study, trial)),
+                            f"ScheduleAwarePruner: {e}; not pruned by the model")
             return False
         lr = schedule_lr(schedule.spec())
-        curve = curve_from_points(sorted(trial.intermediate_values), values, lr, f"trial {trial.number}", self._step_unit)
+        if round(steps[-1] * self._step_unit) > lr.size:  # e.g. tokens reported as steps: every report is dropped
+            self._warn_once(("beyond", *trial_key(study, trial)),
+                            f"ScheduleAwarePruner: trial {trial.number} reported step {steps[-1]}, "
+                            f"{steps[-1] * self._step_unit:g} optimizer steps at step_unit={self._step_unit:g}, "
+                            f"beyond its schedule's horizon of {lr.size} optimizer steps: reports past the horizon "
+                            f"are not used (is step_unit right?)")
+        curve = curve_from_points(steps, values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
             return False
         model = self._model(study)
@@ -183,14 +201,14 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
     def _finished_curves(self, study: optuna.study.Study) -> list[tuple[FrozenTrial, Curve]]:
         out = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            key = (study._study_id, t._trial_id)
+            key = trial_key(study, t)
             if key not in self._curves:  # a completed trial never changes
-                self._curves[key] = self._completed_curve(t)
+                self._curves[key] = self._completed_curve(t, key)
             if self._curves[key] is not None:
                 out.append((t, self._curves[key]))
         return out
 
-    def _completed_curve(self, t: FrozenTrial) -> Curve | None:
+    def _completed_curve(self, t: FrozenTrial, key: tuple) -> Curve | None:
         if t.value is None or not math.isfinite(t.value) or not t.intermediate_values:
             return None
         try:
@@ -198,25 +216,46 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
         except ValueError:
             return None
         steps = sorted(t.intermediate_values)
-        c = curve_from_points(steps, [t.intermediate_values[s] for s in steps], lr, f"trial {t.number}",
-                              self._step_unit)
-        return c if c is not None and c.steps.size >= 3 else None
+        values = [t.intermediate_values[s] for s in steps]
+        if is_diverging(values, self._divergence_ratio):  # e.g. completed before this pruner was attached
+            self._warn_once(("diverged", *key),
+                            f"ScheduleAwarePruner: completed trial {t.number} diverged (the median of its last reports "
+                            f"is above {self._divergence_ratio:g} times its lowest): no law describes its curve, it is "
+                            f"left out of the fit")
+            return None
+        c = curve_from_points(steps, values, lr, f"trial {t.number}", self._step_unit)
+        if c is None or c.steps.size < 3:
+            return None
+        if not reaches_horizon(c):
+            self._warn_once(("stopped early", *key),
+                            f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
+                            f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early, its last loss is not a "
+                            f"final one, and it is left out of the fit and of the best value")
+            return None
+        return c
 
     def _model(self, study: optuna.study.Study) -> FinalLossModel | None:
         finished = self._finished_curves(study)
         if len(finished) < self._n_startup_trials:
             return None
-        key = (study._study_id, study.study_name, tuple(sorted(t._trial_id for t, _ in finished)))
+        key = frozenset(trial_key(study, t) for t, _ in finished)
+        error = None
         with self._lock:
-            model = self._models.get(key)
-            if model is None:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            try:
                 model = FinalLossModel([c for _, c in finished], self._law, burn_in=self._min_progress,
                                        min_error=self._min_error, max_folds=self._max_folds)
-                self._models[key] = model
-                while len(self._models) > 8:
-                    self._models.popitem(last=False)
-            else:
-                self._models.move_to_end(key)
+            except Exception as e:  # a pure function of these curves: it would fail again at every check
+                model, error = None, e
+            self._models[key] = model
+            while len(self._models) > 8:
+                self._models.popitem(last=False)
+        if error is not None:
+            _logger.warning("ScheduleAwarePruner: the law could not be fitted on the %d completed trials (%s: %s); "
+                            "no model pruning until another trial completes", len(finished), type(error).__name__,
+                            error)
         return model
 
     def _best(self, study: optuna.study.Study, model: FinalLossModel, exclude: int) -> float:
@@ -238,14 +277,7 @@ class ScheduleAwarePruner(CacheFreePickle, BasePruner):
             return None
         steps = sorted(t.intermediate_values)
         values = [t.intermediate_values[s] for s in steps]
-        if is_diverging(values, self._divergence_ratio):
-            return None
+        if not all(math.isfinite(v) for v in values) or is_diverging(values, self._divergence_ratio):
+            return None  # it is pruned at its next check
         c = curve_from_points(steps, values, lr, f"trial {t.number}", self._step_unit)
         return None if c is None else model.forecast(c.lr, c.steps, c.loss)
-
-    def _warn_once(self, key: tuple, message: str) -> None:
-        with self._lock:
-            if key in self._warned:
-                return
-            self._warned.add(key)
-        _logger.warning(message)

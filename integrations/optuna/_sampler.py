@@ -17,9 +17,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import (CacheFreePickle, check_forecast_args, curve_from_points, law_factory,
-                                           schedule_distance2, schedule_lr, schedule_shape)
-from lrtune.integrations.optuna._schedule import ScheduleSpace, trial_schedule
+from lrtune.integrations._forecast import (CacheFreePickle, check_forecast_args, curve_from_points, is_diverging,
+                                           law_factory, schedule_distance2, schedule_lr, schedule_shape)
+from lrtune.integrations.optuna._common import WarnOnce, reaches_horizon, study_key, trial_key
+from lrtune.integrations.optuna._schedule import SCHEDULE_ATTR, ScheduleSpace, trial_schedule
 from lrtune.laws import Law
 
 __all__ = ["ScheduleSampler"]
@@ -29,9 +30,16 @@ _logger = logging.getLogger("lrtune.integrations.optuna")
 #: A candidate is "like a pruned trial" within this squared distance
 #: (``schedule_distance2``, the kernel of the forecast error, at weight exp(-0.25)).
 _PRUNED_RADIUS2 = 0.25
+#: ... when the law predicts the pruned trial's schedule worse than the best completed
+#: trial's by more than this fraction (``ScheduleAwarePruner``'s default ``min_error``,
+#: the smallest error it gives a forecast).
+_PRUNED_MARGIN = 0.003
+#: A completed trial's loss diverged when the median of its last 5 reports is this many
+#: times its lowest (``ScheduleAwarePruner``'s default ``divergence_ratio``).
+_DIVERGENCE_RATIO = 1.2
 
 
-class ScheduleSampler(CacheFreePickle, BaseSampler):
+class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
     """Propose the peak LR and schedule that a law fitted on the trials' curves predicts best.
 
     The schedule parameters of ``space`` (see :class:`ScheduleSpace`) are sampled
@@ -53,7 +61,16 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
     storage propose different, reproducible schedules. A trial's curve is its
     intermediate values (steps times ``step_unit`` optimizer steps) and its schedule the
     ``"lr_schedule"`` user attribute, or, when there is none (e.g. inside Ray Tune's
-    ``OptunaSearch``), the schedule of its parameters in ``space``.
+    ``OptunaSearch``), the schedule of its parameters in ``space`` when they are the
+    space's own (same names and distributions); a trial whose schedule is neither (one
+    from before lrtune, that tuned a parameter ``"lr"``) is left out, with one warning, as
+    the pruner leaves it out. A completed trial whose loss diverged (no law describes its
+    curve) is left out of the fit and avoided like a pruned one; one that stopped more
+    than two report intervals before its horizon (its objective returned early, or inside
+    ``OptunaSearch`` a Ray Tune scheduler stopped it) is fitted like a pruned trial's
+    partial curve and does not count as completed. A law that
+    cannot be fitted on the curves is not tried again until another trial finishes (one
+    warning; ``independent_sampler`` proposes meanwhile).
 
     Example:
 
@@ -86,8 +103,9 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
         trust_factor: proposals keep their peak LR within this factor of the completed
             trials' peak LRs (the region grows as trials complete), and avoid schedules like
             a pruned trial's.
-        independent_sampler: sampler of the other parameters (default ``TPESampler(seed=seed)``).
-        seed: seed of the Thompson draws and of the default TPE.
+        independent_sampler: sampler of the other parameters, an Optuna sampler (default
+            ``TPESampler(seed=seed)``).
+        seed: seed of the Thompson draws and of the default TPE (an integer in ``[0, 2**32)``).
     """
 
     def __init__(self, space: ScheduleSpace, *, n_startup_trials: int = 4, n_candidates: int = 128,
@@ -103,8 +121,12 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             raise ValueError(f"n_bootstrap must be an integer >= 1, got {n_bootstrap!r}")
         if not (isinstance(trust_factor, (int, float)) and trust_factor > 1):
             raise ValueError(f"trust_factor must be a factor > 1, got {trust_factor!r}")
-        if seed is not None and not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or not 0 <= seed < 2**32):  # the range of TPESampler's seed
+            raise ValueError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
+        if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
+            raise ValueError(f"independent_sampler must be an Optuna sampler (an optuna.samplers.BaseSampler such as "
+                             f"TPESampler()), got {independent_sampler!r}")
         self._space = space
         self._n_startup_trials = int(n_startup_trials)
         self._n_candidates = int(n_candidates)
@@ -117,12 +139,14 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
         self._entropy = int(np.random.SeedSequence(seed).entropy % (2**63))
         self._independent_sampler = independent_sampler or TPESampler(seed=seed)
         self._lock = threading.Lock()
+        self._warned: set[tuple] = set()
         self._reset()
 
-    _TRANSIENT = ("_fits",)
+    _TRANSIENT = ("_fits", "_trials")
 
-    def _reset(self) -> None:  # the cache, rebuilt after unpickling
-        self._fits: OrderedDict[tuple, list[Law]] = OrderedDict()
+    def _reset(self) -> None:  # the caches, rebuilt after unpickling
+        self._fits: OrderedDict[frozenset, list[Law]] = OrderedDict()  # []: the law could not be fitted
+        self._trials: dict[tuple, _Finished | None] = {}  # None: the trial's schedule is unknown
 
     def reseed_rng(self) -> None:
         self._independent_sampler.reseed_rng()
@@ -136,6 +160,11 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
 
     def infer_relative_search_space(self, study: optuna.study.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if len(study.directions) != 1:
+            return {}
+        if study.direction == StudyDirection.MAXIMIZE:  # the law's scores are losses
+            self._warn_once(("maximize", *study_key(study)),
+                            f"ScheduleSampler models losses: a study that maximises is sampled by "
+                            f"{type(self._independent_sampler).__name__}")
             return {}
         return self._space.distributions()
 
@@ -156,9 +185,7 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             candidates = self._space.sample(rng, self._n_candidates)
             lrs = [self._space.schedule(p).lr() for p in candidates]
             scores = np.array([law.predict(lr, [lr.size])[0] for lr in lrs])
-            if study.direction == StudyDirection.MAXIMIZE:
-                scores = -scores
-            allowed = self._allowed(study, lrs)
+            allowed = self._allowed(study, lrs, law)
             if allowed.any():
                 scores = np.where(allowed, scores, np.inf)
             best = candidates[int(np.nanargmin(scores))]
@@ -169,63 +196,105 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
             return {}
 
     # -- the surrogate ------------------------------------------------------------------
-    def _curves(self, study: optuna.study.Study) -> list[tuple[int, Curve]]:
-        out = []
+    def _finished(self, study: optuna.study.Study) -> list[_Finished]:
+        """The completed and pruned trials whose schedule is known, in the order of their ids
+        (cached on :func:`trial_key`: a finished trial never changes); one warning names
+        the trials whose schedule is unknown."""
+        out, unknown = [], []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            if not t.intermediate_values:
-                continue
-            if t.state == TrialState.COMPLETE and (t.value is None or not math.isfinite(t.value)):
-                continue
-            lr = self._trial_lr(t)
-            if lr is None:
-                continue
-            steps = sorted(t.intermediate_values)
-            c = curve_from_points(steps, [t.intermediate_values[s] for s in steps], lr, f"trial {t.number}",
-                                  self._step_unit)
-            if c is None:
-                continue
+            key = trial_key(study, t)
+            if key not in self._trials:
+                self._trials[key] = self._finished_trial(t, key)
+                if self._trials[key] is None:
+                    unknown.append(t.number)
+            if self._trials[key] is not None:
+                out.append(self._trials[key])
+        if unknown:
+            _logger.warning("ScheduleSampler: the schedule of trial(s) %s is unknown (no %r user attribute that "
+                            "parses, nor the parameters of the space): left out, as the pruner leaves them out "
+                            "(record_schedule(trial, spec) records one)", ", ".join(map(str, unknown)), SCHEDULE_ATTR)
+        return sorted(out, key=lambda f: f.trial_id)
+
+    def _finished_trial(self, t: FrozenTrial, key: tuple) -> _Finished | None:
+        lr = self._trial_lr(t)
+        if lr is None:
+            return None
+        steps = sorted(t.intermediate_values)
+        values = [t.intermediate_values[s] for s in steps]
+        c = curve_from_points(steps, values, lr, f"trial {t.number}", self._step_unit) if steps else None
+        role = "complete" if t.state == TrialState.COMPLETE else "pruned"
+        if role == "complete" and (t.value is None or not math.isfinite(t.value)):
+            c = None
+        elif role == "complete" and is_diverging(values, _DIVERGENCE_RATIO):  # what the pruner would have stopped
+            self._warn_once(("diverged", *key),
+                            f"ScheduleSampler: completed trial {t.number} diverged (the median of its last reports "
+                            f"is above {_DIVERGENCE_RATIO:g} times its lowest): no law describes its curve, it is left "
+                            f"out of the fit and its schedule is avoided like a pruned trial's")
+            role, c = "pruned", None
+        elif role == "complete" and c is not None and not reaches_horizon(c):
+            self._warn_once(("stopped early", *key),
+                            f"ScheduleSampler: completed trial {t.number} reported up to optimizer step {c.steps[-1]} "
+                            f"of its schedule's {c.horizon}: it stopped early (its objective returned, or a Ray Tune "
+                            f"scheduler stopped it), so its curve is fitted like a pruned trial's and it does not "
+                            f"count as completed")
+            role = "partial"
+        if c is not None:
             keep = c.steps >= self._min_progress * c.horizon
-            if keep.sum() >= 3:
-                out.append((t._trial_id, dataclasses.replace(c, steps=c.steps[keep], loss=c.loss[keep])))
-        return out
+            c = dataclasses.replace(c, steps=c.steps[keep], loss=c.loss[keep]) if keep.sum() >= 3 else None
+        return _Finished(t._trial_id, key, lr, c, role)
 
     def _ensemble(self, study: optuna.study.Study) -> list[Law]:
-        curves = self._curves(study)
-        n_completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        finished = self._finished(study)
+        curves = [f for f in finished if f.curve is not None]
+        n_completed = sum(f.role == "complete" for f in finished)
         if n_completed < self._n_startup_trials or len(curves) < 2:
             return []
-        key = (study._study_id, study.study_name, tuple(sorted(i for i, _ in curves)))
+        key = frozenset(f.key for f in curves)
+        error = None
         with self._lock:
             fits = self._fits.get(key)
             if fits is None:
-                data = [c for _, c in sorted(curves, key=lambda x: x[0])]
-                fits = [self._law().fit(data, band=False)]
-                rng = np.random.default_rng([self._entropy, len(data)])
-                for _ in range(self._n_bootstrap - 1):
-                    pick = rng.integers(len(data), size=len(data))
-                    if np.unique(pick).size < 2:
-                        continue
-                    try:
-                        fits.append(self._law().fit([data[i] for i in pick], band=False))
-                    except ValueError:
-                        continue
+                data = [f.curve for f in curves]
+                try:
+                    fits = [self._law().fit(data, band=False)]
+                except Exception as e:  # a pure function of these curves: it would fail again at every trial
+                    fits, error = [], e
+                else:
+                    rng = np.random.default_rng([self._entropy, len(data)])
+                    for _ in range(self._n_bootstrap - 1):
+                        pick = rng.integers(len(data), size=len(data))
+                        if np.unique(pick).size < 2:
+                            continue
+                        try:
+                            fits.append(self._law().fit([data[i] for i in pick], band=False))
+                        except ValueError:
+                            continue
                 self._fits[key] = fits
                 while len(self._fits) > 4:
                     self._fits.popitem(last=False)
             else:
                 self._fits.move_to_end(key)
+        if error is not None:
+            _logger.warning("ScheduleSampler: the law could not be fitted on the curves of %d trials (%s: %s); %s "
+                            "proposes the schedules until another trial finishes", len(curves), type(error).__name__,
+                            error, type(self._independent_sampler).__name__)
         return fits
 
-    def _allowed(self, study: optuna.study.Study, lrs: list[np.ndarray]) -> np.ndarray:
+    def _allowed(self, study: optuna.study.Study, lrs: list[np.ndarray], law: Law) -> np.ndarray:
         """Candidates the law may be trusted on: peak LR within ``trust_factor`` of the
         completed trials' peak LRs (a law extrapolated far beyond its data tends to
-        favour the edge of the range), and not like a pruned trial (the pruner judged
-        that schedule unable to win; re-proposing it wastes the trial)."""
-        done, pruned = [], []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            lr = self._trial_lr(t)
-            if lr is not None:
-                (done if t.state == TrialState.COMPLETE else pruned).append(lr)
+        favour the edge of the range), and not like a pruned trial whose schedule the law
+        predicts worse than the best completed trial's by more than ``_PRUNED_MARGIN`` (the
+        pruner judged that schedule unable to win; re-proposing it wastes the trial).  A
+        pruned trial whose schedule the law predicts about as good as the best was stopped
+        for something else (another hyperparameter of the trial, such as its weight decay),
+        and its schedule's region stays open."""
+        finished = self._finished(study)
+        done = [f.lr for f in finished if f.role == "complete"]
+        pruned = [f.lr for f in finished if f.role == "pruned"]
+        if pruned and done:
+            best = min(float(law.predict(lr, [lr.size])[0]) for lr in done)
+            pruned = [lr for lr in pruned if float(law.predict(lr, [lr.size])[0]) > best * (1.0 + _PRUNED_MARGIN)]
         peaks = np.log([lr.max() for lr in lrs])
         ok = np.ones(len(lrs), bool)
         if done:
@@ -238,10 +307,35 @@ class ScheduleSampler(CacheFreePickle, BaseSampler):
         return ok
 
     def _trial_lr(self, t: FrozenTrial) -> np.ndarray | None:
-        try:
-            return schedule_lr(trial_schedule(t).spec())
-        except ValueError:
+        """The schedule a trial trained with: its ``"lr_schedule"`` user attribute (what the
+        pruner reads), or without one the schedule of its parameters when every parameter of
+        the space it needs is there with the space's distribution (the trial was sampled from
+        this space); ``None`` otherwise (an attribute that does not parse, or a trial from
+        before lrtune that tuned a parameter ``"lr"``: the space's fixed values filling in
+        the missing parameters would be a schedule the trial never had)."""
+        if SCHEDULE_ATTR in t.user_attrs:
             try:
-                return schedule_lr(self._space.schedule(t.params).spec())
-            except (ValueError, TypeError):
+                return schedule_lr(trial_schedule(t).spec())
+            except ValueError:
                 return None
+        dists = self._space.distributions()
+        if t.params.get(ScheduleSpace.FAMILY, self._space.families[0]) != "wsd":  # as ScheduleSpace.suggest
+            dists = {k: d for k, d in dists.items() if k not in (ScheduleSpace.COOLDOWN, ScheduleSpace.SHAPE)}
+        if not dists or any(t.distributions.get(k) != d for k, d in dists.items()):
+            return None
+        return schedule_lr(self._space.schedule(t.params).spec())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finished:
+    """A completed or pruned trial as the sampler sees it: its LR schedule, its curve from
+    ``min_progress`` on (``None`` when fewer than 3 points are left, or none is fitted)
+    and its role: ``"complete"`` (a finished run), ``"partial"`` (completed before its
+    horizon: fitted like a pruned curve) or ``"pruned"`` (pruned, or completed with a
+    diverged loss; the proposals avoid its schedule)."""
+
+    trial_id: int
+    key: tuple
+    lr: np.ndarray
+    curve: Curve | None
+    role: str

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import pickle
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.result import DEFAULT_METRIC
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
@@ -43,12 +45,29 @@ class ScheduleAwareScheduler(FIFOScheduler):
     (Student t with the effective number of similar completed trials as degrees of
     freedom); otherwise it continues
     (``CONTINUE``); a trial at its last step is never stopped. A NaN or infinite metric is
-    stopped at once, a diverging one (the median of its last 5 reports above
-    ``divergence_ratio`` times the lowest such median) as soon as it is seen: one noisy
-    report is not a divergence. A trial without a schedule in its
+    stopped at once, a diverging one (the median of its last 5 reports, in the order of
+    their steps, above ``divergence_ratio`` times the lowest such median) as soon as it is
+    seen: one noisy report is not a divergence. A trial without a schedule in its
     config, or with one that does not parse, is never stopped by the model (a warning is
-    logged once). Only ``mode="min"`` is modelled. ``save`` / ``restore`` keep every
-    trial's results, so a restored scheduler decides as before.
+    logged once). Only ``mode="min"`` is modelled: with ``mode="max"`` (an accuracy, which
+    rises) only a NaN or infinite metric stops a trial.
+
+    A trial's results are kept by step, the last value reported at each: a trial Tune
+    recovers after a failure (from scratch or from a checkpoint) reports steps again and
+    runs on where it is. A trial counts as completed, its curve fitted, only when its last
+    reported step reaches its schedule's horizon or comes within two report intervals (the
+    largest gap between its reported steps; the second for a missing report when steps are
+    counted in reports): the last loss of a trial ended earlier by something else (a
+    stopper, a time budget, a trainable returning early) is not a final loss, and a warning
+    says so. Results past the horizon (a wrong ``step_unit``?) are ignored, with one
+    warning per trial.
+
+    ``save`` / ``restore`` keep every trial's results, which trials completed or stopped,
+    and ``metric`` and ``mode``, so a scheduler restored with the same arguments decides as
+    before. Ray Tune (2.60) never calls them, and when an experiment resumes
+    ``Tuner.restore`` brings back the scheduler as it was when the ``Tuner`` was created,
+    with no completed trials, so there is no model stopping until ``n_startup_trials``
+    trials complete again.
 
     Example:
 
@@ -56,6 +75,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
 
             from ray import tune
             from lrtune.integrations.ray import ScheduleAwareScheduler
+            from lrtune.schedules import parse_schedule
 
             def train(config):
                 lrs = parse_schedule(config["lr_schedule"]).lr()
@@ -124,10 +144,10 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._divergence_ratio = float(divergence_ratio)
         self._max_folds = int(max_folds)
         # state (saved): per trial id
-        self._points: dict[str, list[tuple[float, float]]] = {}
+        self._points: dict[str, list[tuple[float, float]]] = {}  # (time_attr, metric) by time, one per time
         self._specs: dict[str, Optional[str]] = {}
-        self._completed: set[str] = set()  # trials that completed with a finite last value
-        self._stopped: set[str] = set()
+        self._completed: set[str] = set()  # trials that completed at their horizon with a finite last value
+        self._stopped: set[str] = set()  # trials that ended otherwise: stopped, failed, removed, ended early
         self._warned: set[str] = set()
         self._model_key: Optional[tuple] = None
         self._model: Optional[FinalLossModel] = None
@@ -149,8 +169,17 @@ class ScheduleAwareScheduler(FIFOScheduler):
         if not self._metric or self._mode not in ("min", "max"):
             raise ValueError(f"{type(self).__name__} has no metric ({self._metric!r}) or mode ({self._mode!r}): pass "
                              "them here or to tune.TuneConfig")
-        self._specs[trial.trial_id] = self._read_spec(trial)
-        self._points.setdefault(trial.trial_id, [])
+        tid = trial.trial_id
+        self._specs[tid] = self._read_spec(trial)
+        self._points.setdefault(tid, [])
+        if trial.status not in (Trial.TERMINATED, Trial.ERROR):
+            # Tune adds a trial again when it recovers it after a failure: it runs again, from its
+            # last checkpoint (its earlier results are not reported again, so they are kept) or
+            # from scratch (its results replace those at the same steps). A resumed experiment
+            # adds its ended trials again too, as they were (TERMINATED or ERROR): they stay so.
+            self._stopped.discard(tid)
+            self._completed.discard(tid)
+            self._finished.pop(tid, None)
 
     def on_trial_result(self, tune_controller: "TuneController", trial: Trial, result: dict) -> str:
         if self._time_attr not in result or self._metric not in result:
@@ -163,13 +192,11 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller: "TuneController", trial: Trial, result: dict) -> None:
-        tid = trial.trial_id
-        if result and self._time_attr in result and self._metric in result:
-            self._add_point(tid, float(result[self._time_attr]), float(result[self._metric]))
-        if tid in self._stopped or not self._points.get(tid):
-            return
-        if math.isfinite(self._points[tid][-1][1]):
-            self._completed.add(tid)
+        try:
+            self._complete(trial.trial_id, result)
+        except Exception as e:  # never raise into the run: the trial completes, not counted here
+            _logger.warning("ScheduleAwareScheduler: trial %s is not counted as completed after an internal "
+                            "error: %s: %s", trial.trial_id, type(e).__name__, e)
 
     def on_trial_remove(self, tune_controller: "TuneController", trial: Trial) -> None:
         self._stopped.add(trial.trial_id)
@@ -187,10 +214,14 @@ class ScheduleAwareScheduler(FIFOScheduler):
             pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
+        """Take back the state :meth:`save` wrote, ``metric`` and ``mode`` included: the
+        checkpoint's replace those given to the constructor or by ``TuneConfig``."""
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.__dict__.update(state)
         self._completed = set(self._completed)  # a dict of final values in older checkpoints
+        # by step, the last value at each (in the order they came in older checkpoints)
+        self._points = {tid: sorted(dict(pts).items()) for tid, pts in self._points.items()}
         self._model_key, self._model, self._finished = None, None, {}
 
     # -- the decision -------------------------------------------------------------------
@@ -199,12 +230,13 @@ class ScheduleAwareScheduler(FIFOScheduler):
         if tid not in self._specs:
             self._specs[tid] = self._read_spec(trial)
         self._add_point(tid, t, value)
-        values = [v for _, v in self._points[tid]]
-        if is_diverging(values, self._divergence_ratio):
+        if not math.isfinite(value):
             return self._stop(tid)
-        if self._mode != "min":
+        if self._mode != "min":  # a rising metric (an accuracy) is no divergence
             self._warn_once("mode", "ScheduleAwareScheduler forecasts losses: only mode='min' is stopped by the model")
             return TrialScheduler.CONTINUE
+        if is_diverging([v for _, v in self._points[tid]], self._divergence_ratio):
+            return self._stop(tid)
         if t < self._grace_period:
             return TrialScheduler.CONTINUE
         curve = self._curve(tid)
@@ -233,11 +265,49 @@ class ScheduleAwareScheduler(FIFOScheduler):
         return TrialScheduler.STOP
 
     def _add_point(self, tid: str, t: float, value: float) -> None:
+        """Keep the trial's points by time, the last value reported at each: a trial Tune
+        restarts from scratch or from an early checkpoint reports earlier times again, and
+        its curve is the one it is on now, not the failed attempt's followed by the restart."""
         pts = self._points.setdefault(tid, [])
-        if pts and pts[-1][0] == t:
-            pts[-1] = (t, value)
-        else:
+        if not pts or pts[-1][0] < t:
             pts.append((t, value))
+            return
+        i = bisect.bisect_left(pts, t, key=lambda p: p[0])
+        if pts[i][0] == t:
+            pts[i] = (t, value)
+        else:
+            pts.insert(i, (t, value))
+
+    def _complete(self, tid: str, result: dict) -> None:
+        """Take a trial's last result and count it as completed if it ran to its horizon."""
+        if result and self._time_attr in result and self._metric in result:
+            try:
+                t, value = float(result[self._time_attr]), float(result[self._metric])
+            except (TypeError, ValueError) as e:  # as in on_trial_result: the point is ignored
+                _logger.warning("ScheduleAwareScheduler: trial %s: its last result is ignored: %s: %s",
+                                tid, type(e).__name__, e)
+            else:
+                self._add_point(tid, t, value)
+        pts = self._points.get(tid)
+        if tid in self._stopped or not pts or not math.isfinite(pts[-1][1]):
+            return
+        spec = self._specs.get(tid)
+        if spec is not None and not spec.startswith("!"):
+            horizon = schedule_lr(spec).size
+            steps = np.array([p[0] for p in pts]) * self._step_unit
+            # its last report may come up to one report interval (the largest gap between its
+            # steps) before the horizon, and one more when a report is missing and the steps are
+            # counted in reports (training_iteration); a trial ended earlier, by something else than
+            # this scheduler (a stopper, a time budget), did not reach its final loss
+            interval = float(np.diff(steps).max(initial=0.0))
+            if steps[-1] + 2.0 * interval < horizon:
+                self._warn_once(f"early {tid}",
+                                f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
+                                f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of {horizon} "
+                                "steps: not counted as a completed run")
+                self._stopped.add(tid)
+                return
+        self._completed.add(tid)
 
     def _read_spec(self, trial: Trial) -> Optional[str]:
         node: Any = trial.config
@@ -247,19 +317,26 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return None
         try:
             return parse_schedule(node).spec()
-        except (ValueError, TypeError):
-            return f"!{node!r}"  # malformed: warned at the first check
+        except (ValueError, TypeError) as e:
+            return f"!{node!r}: {e}"  # malformed: warned, with the reason, at the first check
 
     def _curve(self, tid: str, warn: bool = True) -> Optional[Curve]:
         spec = self._specs.get(tid)
         if spec is None or spec.startswith("!"):
             if warn:
-                what = "has no" if spec is None else f"has a malformed ({spec[1:]})"
-                self._warn_once(tid, f"ScheduleAwareScheduler: trial {tid} {what} schedule in config[{self._schedule_key!r}]; "
+                what = "has no schedule" if spec is None else "has a malformed schedule"
+                why = "" if spec is None else f" ({spec[1:]})"
+                self._warn_once(tid, f"ScheduleAwareScheduler: trial {tid} {what} in config[{self._schedule_key!r}]{why}; "
                                      "not stopped by the model")
             return None
         lr = schedule_lr(spec)
         pts = self._points[tid]
+        last = float(np.rint(pts[-1][0] * self._step_unit))
+        if warn and last > lr.size:
+            self._warn_once(f"beyond {tid}",
+                            f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}={pts[-1][0]:g}, step "
+                            f"{last:.0f} with step_unit={self._step_unit:g}, beyond its schedule's horizon of "
+                            f"{lr.size} steps: results past the horizon are ignored (is step_unit right?)")
         return curve_from_points([p[0] for p in pts], [p[1] for p in pts], lr, tid, self._step_unit)
 
     def _fitted(self) -> Optional[FinalLossModel]:
@@ -274,9 +351,11 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return None
         key = tuple(finished)
         if key != self._model_key:
+            # set first: a fit that fails (on_trial_result logs the error) is not retried on every
+            # result, only once another trial completes
+            self._model_key, self._model = key, None
             self._model = FinalLossModel(list(finished.values()), self._law, burn_in=self._min_progress,
                                          min_error=self._min_error, max_folds=self._max_folds)
-            self._model_key = key
         return self._model
 
     def _warn_once(self, key: str, message: str) -> None:
