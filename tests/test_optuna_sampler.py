@@ -172,6 +172,11 @@ def test_sampler_arguments_are_validated(kwargs, message):
     assert message in str(e.value)
 
 
+def test_numpy_integers_are_integers_for_the_sampler():
+    a, b = ScheduleSampler(SPACE, seed=np.int64(5), step_unit=np.int64(1)), ScheduleSampler(SPACE, seed=5)
+    assert a._entropy == b._entropy
+
+
 def _add_replayed(study: optuna.Study, c, pruned_at: float | None = None, stopped_at: float = 1.0) -> None:
     """Add a real run to the study as a finished trial (pruned at that fraction, or complete,
     its objective returning at ``stopped_at`` of its horizon)."""

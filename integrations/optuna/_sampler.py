@@ -124,6 +124,7 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or not 0 <= seed < 2**32):  # the range of TPESampler's seed
             raise ValueError(f"seed must be an integer in [0, 2**32) or None, got {seed!r}")
+        seed = None if seed is None else int(seed)  # a numpy integer too
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise ValueError(f"independent_sampler must be an Optuna sampler (an optuna.samplers.BaseSampler such as "
                              f"TPESampler()), got {independent_sampler!r}")
