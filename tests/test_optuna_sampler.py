@@ -190,11 +190,10 @@ def _add_replayed(study: optuna.Study, c, pruned_at: float | None = None, stoppe
         intermediate_values={int(s): float(v) for s, v in zip(steps, loss)}))
 
 
-def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules_the_law_finds_bad():
+def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules():
     # Completed runs at 1e-4 and 5e-4 only, in a space reaching 2e-3: the law is not trusted
-    # beyond twice the largest completed peak LR.  Runs at 1e-3 that were pruned although the
-    # law predicts their schedules as good as the best (stopped for something else) leave
-    # their region open; a pruned run whose schedule the law predicts worse closes its own.
+    # beyond twice the largest completed peak LR.  Then runs at 7e-4..1e-3 are pruned: the
+    # proposals leave those schedules.
     at = lambda lr: [c for c in RUNS if c.meta["base_lr"] == lr]  # noqa: E731
     study = optuna.create_study(direction="minimize")
     for c in at("0.0001")[:2] + at("0.0005")[:2]:
@@ -214,6 +213,7 @@ def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules_t
     t = study.ask()
     assert suggest_schedule(t, SPACE).peak > 1e-3
     study.tell(t, state=TrialState.FAIL)
+    # prune every schedule the first sampler proposed: it then proposes other ones
     study.sampler = sampler
     for c in at("0.001"):
         _add_replayed(study, c, pruned_at=0.2)
@@ -222,12 +222,7 @@ def test_proposals_stay_near_the_completed_peak_lrs_and_avoid_pruned_schedules_t
         t = study.ask()
         after.append(suggest_schedule(t, SPACE))
         study.tell(t, state=TrialState.FAIL)
-    assert any(abs(math.log(s.peak / 1e-3)) <= 0.1 for s in after), [s.spec() for s in after]
-    bad = at("0.0001")[2]  # a third 1e-4 run, pruned: the law predicts it well above the best
-    _add_replayed(study, bad, pruned_at=0.2)
-    law = sampler._ensemble(study)[0]
-    good = parse_schedule(after[0].spec()).lr()
-    assert list(sampler._allowed(study, [bad.lr, good], law)) == [False, True]
+    assert all(abs(math.log(s.peak / 1e-3)) > 0.1 for s in after), [s.spec() for s in after]
 
 
 # -- regressions ----------------------------------------------------------------------------

@@ -30,10 +30,6 @@ _logger = logging.getLogger("lrtune.integrations.optuna")
 #: A candidate is "like a pruned trial" within this squared distance
 #: (``schedule_distance2``, the kernel of the forecast error, at weight exp(-0.25)).
 _PRUNED_RADIUS2 = 0.25
-#: ... when the law predicts the pruned trial's schedule worse than the best completed
-#: trial's by more than this fraction (``ScheduleAwarePruner``'s default ``min_error``,
-#: the smallest error it gives a forecast).
-_PRUNED_MARGIN = 0.003
 #: A completed trial's loss diverged when the median of its last 5 reports is this many
 #: times its lowest (``ScheduleAwarePruner``'s default ``divergence_ratio``).
 _DIVERGENCE_RATIO = 1.2
@@ -186,7 +182,7 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
             candidates = self._space.sample(rng, self._n_candidates)
             lrs = [self._space.schedule(p).lr() for p in candidates]
             scores = np.array([law.predict(lr, [lr.size])[0] for lr in lrs])
-            allowed = self._allowed(study, lrs, law)
+            allowed = self._allowed(study, lrs)
             if allowed.any():
                 scores = np.where(allowed, scores, np.inf)
             best = candidates[int(np.nanargmin(scores))]
@@ -281,21 +277,18 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
                             error, type(self._independent_sampler).__name__)
         return fits
 
-    def _allowed(self, study: optuna.study.Study, lrs: list[np.ndarray], law: Law) -> np.ndarray:
+    def _allowed(self, study: optuna.study.Study, lrs: list[np.ndarray]) -> np.ndarray:
         """Candidates the law may be trusted on: peak LR within ``trust_factor`` of the
         completed trials' peak LRs (a law extrapolated far beyond its data tends to
-        favour the edge of the range), and not like a pruned trial whose schedule the law
-        predicts worse than the best completed trial's by more than ``_PRUNED_MARGIN`` (the
-        pruner judged that schedule unable to win; re-proposing it wastes the trial).  A
-        pruned trial whose schedule the law predicts about as good as the best was stopped
-        for something else (another hyperparameter of the trial, such as its weight decay),
-        and its schedule's region stays open."""
+        favour the edge of the range), and not like a pruned trial (the pruner judged
+        that schedule unable to win; re-proposing it wastes the trial).  The law alone
+        does not decide this: where it is extrapolated it can predict a pruned trial's
+        schedule as good as the best, and the sampler would propose it again and again.
+        The price: a trial pruned for another of its hyperparameters (a bad weight decay)
+        closes its schedule's region too."""
         finished = self._finished(study)
         done = [f.lr for f in finished if f.role == "complete"]
         pruned = [f.lr for f in finished if f.role == "pruned"]
-        if pruned and done:
-            best = min(float(law.predict(lr, [lr.size])[0]) for lr in done)
-            pruned = [lr for lr in pruned if float(law.predict(lr, [lr.size])[0]) > best * (1.0 + _PRUNED_MARGIN)]
         peaks = np.log([lr.max() for lr in lrs])
         ok = np.ones(len(lrs), bool)
         if done:
