@@ -12,7 +12,7 @@ Printed per sampler and seed: the best value found, and the median of the propos
 schedules' own final losses (noise-free, weight decay left out) over trials 4-13, 14-26 and
 27-39, against the best schedule of the space.
 
-    python benchmarks/sampler_other_params.py            # seeds 0 and 1, about 6 min
+    python benchmarks/sampler_other_params.py            # seeds 0 and 1, about 2 min
 """
 
 from __future__ import annotations
