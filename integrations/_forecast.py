@@ -63,9 +63,9 @@ from lrtune.curves import Curve
 from lrtune.laws import Law, make_law
 from lrtune.schedules import parse_schedule
 
-__all__ = ["ANCHOR_POINTS", "CacheFreePickle", "FinalLossModel", "check_forecast_args", "schedule_distance2",
-           "schedule_shape", "Forecast", "curve_from_points", "horizon_fractions", "is_diverging",
-           "law_factory", "schedule_lr"]
+__all__ = ["ANCHOR_POINTS", "CacheFreePickle", "DIVERGENCE_RATIO", "FinalLossModel", "check_forecast_args",
+           "schedule_distance2", "schedule_shape", "Forecast", "curve_from_points", "horizon_fractions",
+           "is_diverging", "law_factory", "reaches_horizon", "schedule_lr"]
 
 #: Reported losses averaged to place a trial's curve relative to the law.
 ANCHOR_POINTS = 3
@@ -91,6 +91,9 @@ MIN_DOF = 0.5
 PEAK_TOLERANCE = 1e-6
 #: Reports whose median is a run's level when a divergence is judged (one noisy report is not one).
 DIVERGENCE_WINDOW = 5
+#: A run diverged when that level rises above this many times its lowest (the default
+#: ``divergence_ratio`` of the pruner and the scheduler, and the sampler's).
+DIVERGENCE_RATIO = 1.2
 #: Fractions of the horizon at which the forecast error is measured.
 _FRACTIONS = np.round(np.linspace(0.05, 1.0, 20), 4)
 
@@ -225,6 +228,17 @@ def is_diverging(values: Sequence[float], ratio: float) -> bool:
     level = np.concatenate([head, np.median(np.lib.stride_tricks.sliding_window_view(finite, k), axis=1)])
     low = level.min()
     return bool(low > 0 and level[-1] > ratio * low)
+
+
+def reaches_horizon(steps: Sequence[float], horizon: int) -> bool:
+    """Whether a finished run reported at optimizer ``steps`` (increasing) ran to its
+    schedule's ``horizon``: its last report within two report intervals (the largest gap
+    between consecutive reports) of it, one for a run that reports before its last update
+    (steps counted from 0), one more for a missing report.  A run ended earlier (its
+    objective returned, a stopper or a time budget) did not reach its final loss."""
+    steps = np.asarray(steps, dtype=float)
+    gap = float(np.diff(steps).max()) if steps.size > 1 else 0.0
+    return float(steps[-1]) + 2.0 * gap >= horizon
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,17 +1,15 @@
-"""What the pruner and the sampler share: cache keys of finished trials, and when a
-completed trial's curve is a finished one, and warnings logged once."""
+"""What the pruner and the sampler share: cache keys of finished trials, and warnings
+logged once."""
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from lrtune.curves import Curve
 
-__all__ = ["WarnOnce", "reaches_horizon", "study_key", "trial_key"]
+__all__ = ["WarnOnce", "study_key", "trial_key"]
 
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
@@ -33,17 +31,6 @@ def trial_key(study: optuna.study.Study, trial: FrozenTrial) -> tuple:
     id started later) tell them apart; a finished trial never changes, so what is cached
     on its key stays valid.  It costs no read of the trial's data."""
     return study_key(study) + (trial._trial_id, trial.number, trial.datetime_start)
-
-
-def reaches_horizon(curve: Curve) -> bool:
-    """Whether a completed trial's curve ran to its horizon: its last report within two
-    report intervals (the largest gap between consecutive reports) of the schedule's last
-    step: one for a trial that reports before its last update (steps counted from 0), one
-    more for a missing report (the Ray Tune scheduler takes the same rule).  A trial whose
-    objective returned early (a time budget) stopped before it, and its last loss is not a
-    final one."""
-    gap = int(np.diff(curve.steps).max()) if curve.steps.size > 1 else 0
-    return int(curve.steps[-1]) + 2 * gap >= curve.horizon
 
 
 class WarnOnce:

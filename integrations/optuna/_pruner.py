@@ -14,9 +14,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from lrtune.integrations._forecast import (CacheFreePickle, FinalLossModel, Forecast, check_forecast_args,
-                                           curve_from_points, is_diverging, law_factory, schedule_lr)
-from lrtune.integrations.optuna._common import WarnOnce, reaches_horizon, study_key, trial_key
+from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, FinalLossModel, Forecast,
+                                           check_forecast_args, curve_from_points, is_diverging, law_factory,
+                                           reaches_horizon, schedule_lr)
+from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
 from lrtune.laws import Law
@@ -113,7 +114,7 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
     def __init__(self, n_startup_trials: int = 4, n_warmup_steps: int = 0, interval_steps: int = 1, *,
                  confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.003,
                  step_unit: float = 1, law: str | Law | Callable[[], Law] = "momentum",
-                 divergence_ratio: float = 1.2, max_folds: int = 5) -> None:
+                 divergence_ratio: float = DIVERGENCE_RATIO, max_folds: int = 5) -> None:
         check_forecast_args(n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps,
                             interval_steps=interval_steps, confidence=confidence, margin=margin,
                             min_progress=min_progress, min_error=min_error, step_unit=step_unit,
@@ -226,7 +227,7 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         c = curve_from_points(steps, values, lr, f"trial {t.number}", self._step_unit)
         if c is None or c.steps.size < 3:
             return None
-        if not reaches_horizon(c):
+        if not reaches_horizon(c.steps, c.horizon):
             self._warn_once(("stopped early", *key),
                             f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
                             f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early, its last loss is not a "

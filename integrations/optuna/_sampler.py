@@ -17,9 +17,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import (CacheFreePickle, check_forecast_args, curve_from_points, is_diverging,
-                                           law_factory, schedule_distance2, schedule_lr, schedule_shape)
-from lrtune.integrations.optuna._common import WarnOnce, reaches_horizon, study_key, trial_key
+from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, check_forecast_args, curve_from_points,
+                                           is_diverging, law_factory, reaches_horizon, schedule_distance2, schedule_lr,
+                                           schedule_shape)
+from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import SCHEDULE_ATTR, ScheduleSpace, trial_schedule
 from lrtune.laws import Law
 
@@ -30,9 +31,6 @@ _logger = logging.getLogger("lrtune.integrations.optuna")
 #: A candidate is "like a pruned trial" within this squared distance
 #: (``schedule_distance2``, the kernel of the forecast error, at weight exp(-0.25)).
 _PRUNED_RADIUS2 = 0.25
-#: A completed trial's loss diverged when the median of its last 5 reports is this many
-#: times its lowest (``ScheduleAwarePruner``'s default ``divergence_ratio``).
-_DIVERGENCE_RATIO = 1.2
 
 
 class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
@@ -222,13 +220,13 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
         role = "complete" if t.state == TrialState.COMPLETE else "pruned"
         if role == "complete" and (t.value is None or not math.isfinite(t.value)):
             c = None
-        elif role == "complete" and is_diverging(values, _DIVERGENCE_RATIO):  # what the pruner would have stopped
+        elif role == "complete" and is_diverging(values, DIVERGENCE_RATIO):  # what the pruner would have stopped
             self._warn_once(("diverged", *key),
                             f"ScheduleSampler: completed trial {t.number} diverged (the median of its last reports "
-                            f"is above {_DIVERGENCE_RATIO:g} times its lowest): no law describes its curve, it is left "
+                            f"is above {DIVERGENCE_RATIO:g} times its lowest): no law describes its curve, it is left "
                             f"out of the fit and its schedule is avoided like a pruned trial's")
             role, c = "pruned", None
-        elif role == "complete" and c is not None and not reaches_horizon(c):
+        elif role == "complete" and c is not None and not reaches_horizon(c.steps, c.horizon):
             self._warn_once(("stopped early", *key),
                             f"ScheduleSampler: completed trial {t.number} reported up to optimizer step {c.steps[-1]} "
                             f"of its schedule's {c.horizon}: it stopped early (its objective returned, or a Ray Tune "

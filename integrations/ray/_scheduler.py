@@ -15,8 +15,8 @@ from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from scipy import stats
 
 from lrtune.curves import Curve
-from lrtune.integrations._forecast import (FinalLossModel, check_forecast_args, curve_from_points, is_diverging,
-                                           law_factory, schedule_lr)
+from lrtune.integrations._forecast import (DIVERGENCE_RATIO, FinalLossModel, check_forecast_args, curve_from_points,
+                                           is_diverging, law_factory, reaches_horizon, schedule_lr)
 from lrtune.laws import Law
 from lrtune.schedules import parse_schedule
 
@@ -117,7 +117,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
                  time_attr: str = "training_iteration", schedule_key: str = "lr_schedule", *,
                  step_unit: float = 1, n_startup_trials: int = 4, grace_period: float = 0,
                  confidence: float = 0.9, margin: float = 0.0, min_progress: float = 0.1, min_error: float = 0.003,
-                 law: str | Law | Callable[[], Law] = "momentum", divergence_ratio: float = 1.2,
+                 law: str | Law | Callable[[], Law] = "momentum", divergence_ratio: float = DIVERGENCE_RATIO,
                  max_folds: int = 5) -> None:
         super().__init__()
         if mode is not None and mode not in ("min", "max"):
@@ -295,12 +295,9 @@ class ScheduleAwareScheduler(FIFOScheduler):
         if spec is not None and not spec.startswith("!"):
             horizon = schedule_lr(spec).size
             steps = np.array([p[0] for p in pts]) * self._step_unit
-            # its last report may come up to one report interval (the largest gap between its
-            # steps) before the horizon, and one more when a report is missing and the steps are
-            # counted in reports (training_iteration); a trial ended earlier, by something else than
-            # this scheduler (a stopper, a time budget), did not reach its final loss
-            interval = float(np.diff(steps).max(initial=0.0))
-            if steps[-1] + 2.0 * interval < horizon:
+            # a trial ended earlier by something else than this scheduler (a stopper, a time
+            # budget) did not reach its final loss
+            if not reaches_horizon(steps, horizon):
                 self._warn_once(f"early {tid}",
                                 f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
                                 f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of {horizon} "

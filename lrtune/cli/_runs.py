@@ -62,10 +62,11 @@ def _import(args: argparse.Namespace) -> int:
             try:
                 with open(side) as f:
                     info = json.load(f)
-                assert isinstance(info, dict) and all(isinstance(v, dict) for v in info.values())
-            except (ValueError, AssertionError):
+            except ValueError:
+                info = None
+            if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
                 raise ValueError(f"{side}: not the runs file 'lrtune runs export' writes (a JSON object of "
-                                 f"run name -> schedule and meta)") from None
+                                 f"run name -> schedule and meta)")
             for i, c in enumerate(found):
                 if c.name in info:
                     found[i] = dataclasses.replace(c, meta={**info[c.name].get("meta", {}), **c.meta})
