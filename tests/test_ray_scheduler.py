@@ -311,3 +311,55 @@ def test_real_tune_run_with_optuna_search_driven_by_the_schedule_sampler(tmp_pat
     assert sampler._fits
     finals = [c.loss[-1] for c in CURVES]
     assert results.get_best_result().metrics["loss"] <= np.quantile(finals, 0.5)
+
+
+def test_a_resumed_experiment_reads_back_the_completed_trials(tmp_path):
+    """Tuner.restore brings back the scheduler as it was created (no trials): it must read the
+    completed trials' results back from their folders, or it cannot stop the bad run after
+    the restore. The first run completes four runs and fails on the fifth (the bad run)
+    before it reports; resumed, the bad run is stopped early."""
+    import ray
+    from ray import tune
+
+    warm = [SUBSET.index(k) for k in (("wsd", "0.6", "0.002"), ("wsd", "0.4", "0.001"),
+                                       ("cosine", "0.0", "0.002"), ("wsd", "0.9", "0.001"))]
+    losses = {i: CURVES[i].loss.tolist() for i in warm + [BAD]}
+    broken = tmp_path / "broken"
+    broken.touch()
+
+    def trainable(config):
+        if config["run"] == BAD and broken.exists():
+            raise RuntimeError("interrupted")
+        for v in losses[config["run"]]:
+            tune.report({"loss": v})
+
+    space = {"run": tune.grid_search(warm + [BAD]),
+             "lr_schedule": tune.sample_from(lambda spec: spec_of(CURVES[spec.config["run"]].meta))}
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False,
+             logging_level=logging.ERROR)
+    try:
+        first = tune.Tuner(
+            trainable, param_space=space,
+            tune_config=tune.TuneConfig(metric="loss", mode="min", max_concurrent_trials=1,
+                                        scheduler=ScheduleAwareScheduler(step_unit=200)),
+            run_config=tune.RunConfig(name="resume", storage_path=str(tmp_path / "results"), verbose=0),
+        ).fit()
+        n = CURVES[BAD].loss.size  # evaluations of every run
+        assert len(first.errors) == 1 and sum(r.metrics.get("training_iteration", 0) == n for r in first) == 4
+        # a line cut short by the interruption is skipped
+        done = next(r for r in first if r.metrics.get("training_iteration") == n)
+        with open(os.path.join(done.path, "result.json"), "a") as f:
+            f.write('{"loss": 3.1, "training_itera')
+        broken.unlink()
+        resumed = tune.Tuner.restore(str(tmp_path / "results" / "resume"), trainable, resume_errored=True).fit()
+    finally:
+        ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not resumed.errors
+    bad = next(r for r in resumed if r.config["run"] == BAD)
+    # stopped by the law fitted on the four runs of before the restore, where a scheduler that
+    # saw the four runs itself stops it (without them it would run to its end)
+    _, uninterrupted = run_trial(_warmed_up(), stub(BAD), CURVES[BAD])
+    assert bad.metrics["training_iteration"] == uninterrupted < n
+    assert sorted(r.metrics["training_iteration"] for r in resumed if r.config["run"] != BAD) == [n] * 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import math
 import pickle
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 from ray.tune.experiment import Trial
-from ray.tune.result import DEFAULT_METRIC
+from ray.tune.result import DEFAULT_METRIC, EXPR_RESULT_FILE
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 from scipy import stats
 
@@ -62,12 +63,16 @@ class ScheduleAwareScheduler(FIFOScheduler):
     says so. Results past the horizon (a wrong ``step_unit``?) are ignored, with one
     warning per trial.
 
-    ``save`` / ``restore`` keep every trial's results, which trials completed or stopped,
-    and ``metric`` and ``mode``, so a scheduler restored with the same arguments decides as
-    before. Ray Tune (2.60) never calls them, and when an experiment resumes
-    ``Tuner.restore`` brings back the scheduler as it was when the ``Tuner`` was created,
-    with no completed trials, so there is no model stopping until ``n_startup_trials``
-    trials complete again.
+    When an experiment resumes (``Tuner.restore``), Tune brings back the scheduler as it was
+    when the ``Tuner`` was created and adds every trial again; the scheduler then reads each
+    trial's earlier results back from the ``result.json`` Tune writes in the trial's folder,
+    so the trials that completed before the interruption are fitted again and a resumed
+    trial keeps its curve (a trial restarted from scratch replaces them step by step as it
+    reports again). Without that file (Tune's default loggers turned off) a resumed
+    experiment starts again from no completed trials. ``save`` / ``restore`` keep every
+    trial's results, which trials completed or stopped, and ``metric`` and ``mode``, so a
+    scheduler restored with the same arguments decides as before (Ray Tune 2.60 itself
+    never calls them).
 
     Example:
 
@@ -171,7 +176,12 @@ class ScheduleAwareScheduler(FIFOScheduler):
                              "them here or to tune.TuneConfig")
         tid = trial.trial_id
         self._specs[tid] = self._read_spec(trial)
-        self._points.setdefault(tid, [])
+        if not self._points.get(tid):
+            self._points[tid] = self._read_results(trial)
+            if self._points[tid] and trial.status == Trial.ERROR:
+                self._stopped.add(tid)
+            elif self._points[tid] and trial.status == Trial.TERMINATED:
+                self._complete(tid, {}, warn=False)
         if trial.status not in (Trial.TERMINATED, Trial.ERROR):
             # Tune adds a trial again when it recovers it after a failure: it runs again, from its
             # last checkpoint (its earlier results are not reported again, so they are kept) or
@@ -278,7 +288,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         else:
             pts.insert(i, (t, value))
 
-    def _complete(self, tid: str, result: dict) -> None:
+    def _complete(self, tid: str, result: dict, warn: bool = True) -> None:
         """Take a trial's last result and count it as completed if it ran to its horizon."""
         if result and self._time_attr in result and self._metric in result:
             try:
@@ -298,13 +308,44 @@ class ScheduleAwareScheduler(FIFOScheduler):
             # a trial ended earlier by something else than this scheduler (a stopper, a time
             # budget) did not reach its final loss
             if not reaches_horizon(steps, horizon):
-                self._warn_once(f"early {tid}",
-                                f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
-                                f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of {horizon} "
-                                "steps: not counted as a completed run")
+                if warn:
+                        self._warn_once(f"early {tid}",
+                                    f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
+                                    f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of "
+                                    f"{horizon} steps: not counted as a completed run")
                 self._stopped.add(tid)
                 return
         self._completed.add(tid)
+
+    def _read_results(self, trial: Trial) -> list[tuple[float, float]]:
+        """The results a trial reported before the experiment was interrupted, read back from
+        the ``result.json`` Tune keeps in the trial's folder (a trial a resumed experiment adds
+        again); ``[]`` for a new trial (no folder yet) or when there is no such file."""
+        try:  # a new trial has no folder yet: Ray raises here
+            fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+        except Exception:
+            return []
+        path = f"{folder}/{EXPR_RESULT_FILE}"
+        try:
+            import pyarrow.fs
+
+            if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+                return []
+            with fs.open_input_stream(path) as f:
+                text = f.readall().decode("utf-8", errors="replace")
+        except Exception as e:  # unreadable: the trial is judged on what it reports from now on
+            self._warn_once(f"read {trial.trial_id}",
+                            f"ScheduleAwareScheduler: trial {trial.trial_id}: its earlier results could not be read "
+                            f"from {path} ({type(e).__name__}: {e}); it is judged on its results from now on")
+            return []
+        pts: dict[float, float] = {}
+        for line in text.splitlines():
+            try:  # a line cut short when the run was interrupted is skipped
+                row = json.loads(line)
+                pts[float(row[self._time_attr])] = float(row[self._metric])
+            except (ValueError, TypeError, KeyError):
+                continue
+        return sorted(pts.items())
 
     def _read_spec(self, trial: Trial) -> Optional[str]:
         node: Any = trial.config
