@@ -241,6 +241,17 @@ def reaches_horizon(steps: Sequence[float], horizon: int) -> bool:
     return float(steps[-1]) + 2.0 * gap >= horizon
 
 
+def step_unit_hint(reported: Sequence[float], step_unit: float, horizon: int) -> str:
+    """A hint for a finished run that ended before its horizon because its reports count
+    evaluations, not optimizer steps: ``reported`` (the raw steps, increasing) run one by one
+    from 0 or 1 with ``step_unit`` 1; ``""`` otherwise."""
+    r = np.asarray(reported, dtype=float)
+    if step_unit != 1 or r.size < 3 or r[0] not in (0.0, 1.0) or not np.all(np.diff(r) == 1.0):
+        return ""
+    return (f"; its steps run {r[0]:g}..{r[-1]:g}, one per report: if they count evaluations, pass step_unit = the "
+            f"optimizer steps between two reports (about {horizon / (r[-1] + 1 - r[0]):.0f} here)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Forecast:
     """A trial's forecast final loss with the standard deviations (loss units) of the

@@ -392,3 +392,28 @@ def test_steps_beyond_the_schedule_horizon_are_warned_once_per_trial(caplog):
     (warning,) = _warnings(caplog)
     assert (f"trial 1 reported step {200 * 500_000}, 1e+08 optimizer steps at step_unit=1, beyond its schedule's "
             f"horizon of 15000 optimizer steps") in warning
+
+
+def test_a_completed_trial_that_reported_evaluation_indices_gets_a_step_unit_hint(caplog):
+    # the objective reports evaluation k (1, 2, ..., 74) for a loss logged every 200 steps
+    # and no step_unit: the trial looks stopped at step 74 of 15000, and the warning says why
+    c = CURVES[_index("wsd", "0.6", "0.002")]
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner())
+    t = study.ask()
+    record_schedule(t, spec_of(c.meta))
+    for k, v in enumerate(c.loss.tolist(), start=1):
+        t.report(v, k)
+    study.tell(t, float(c.loss[-1]))
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        assert _first_pruned_step(study, c, spec_of(c.meta), stop=0.2) is None
+    (warning,) = _warnings(caplog)
+    assert "reported up to optimizer step 74 of its schedule's 15000" in warning
+    assert "its steps run 1..74, one per report" in warning and "(about 203 here)" in warning
+    # steps that are optimizer steps get no such hint
+    caplog.clear()
+    study = _completed_study([], ScheduleAwarePruner())
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        _first_pruned_step(study, c, spec_of(c.meta), stop=0.6)
+        _first_pruned_step(study, c, spec_of(c.meta), stop=0.2)
+    (warning,) = _warnings(caplog)
+    assert "stopped early" in warning and "one per report" not in warning

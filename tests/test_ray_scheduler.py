@@ -144,6 +144,18 @@ def test_a_trial_ended_before_its_horizon_is_not_a_completed_run(caplog):
     assert TrialScheduler.STOP not in decisions
 
 
+def test_a_trial_counted_in_evaluations_without_step_unit_gets_a_hint(caplog):
+    # training_iteration is an evaluation index; without step_unit the trial seems to end
+    # at step 74 of 15000
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min")
+    trial = stub(0)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+        run_trial(scheduler, trial, CURVES[0])
+    (warning,) = [r.getMessage() for r in caplog.records if "not counted as a completed run" in r.getMessage()]
+    assert "ended at step 74 (training_iteration=74)" in warning
+    assert "its steps run 1..74, one per report" in warning and "(about 203 here)" in warning
+
+
 def test_a_trial_recovered_after_a_failure_counts_when_it_completes():
     # Tune's recovery (on_trial_error, then on_trial_add): the trial resumes from its checkpoint
     scheduler = _warmed_up(3)

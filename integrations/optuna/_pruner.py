@@ -16,7 +16,7 @@ from scipy import stats
 
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, FinalLossModel, Forecast,
                                            check_forecast_args, curve_from_points, is_diverging, law_factory,
-                                           reaches_horizon, schedule_lr)
+                                           reaches_horizon, schedule_lr, step_unit_hint)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
@@ -231,7 +231,8 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
             self._warn_once(("stopped early", *key),
                             f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
                             f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early, its last loss is not a "
-                            f"final one, and it is left out of the fit and of the best value")
+                            f"final one, and it is left out of the fit and of the best value"
+                            f"{step_unit_hint(steps, self._step_unit, c.horizon)}")
             return None
         return c
 

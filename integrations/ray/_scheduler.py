@@ -17,7 +17,8 @@ from scipy import stats
 
 from lrtune.curves import Curve
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, FinalLossModel, check_forecast_args, curve_from_points,
-                                           is_diverging, law_factory, reaches_horizon, schedule_lr)
+                                           is_diverging, law_factory, reaches_horizon, schedule_lr,
+                                           step_unit_hint)
 from lrtune.laws import Law
 from lrtune.schedules import parse_schedule
 
@@ -312,7 +313,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
                         self._warn_once(f"early {tid}",
                                     f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
                                     f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of "
-                                    f"{horizon} steps: not counted as a completed run")
+                                    f"{horizon} steps: not counted as a completed run"
+                                    f"{step_unit_hint([p[0] for p in pts], self._step_unit, horizon)}")
                 self._stopped.add(tid)
                 return
         self._completed.add(tid)
