@@ -274,6 +274,23 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
     return Curve(loss_steps, loss, lr, name=run)
 
 
+def with_schedule_lr(curve: Curve, lr: np.ndarray, where: str) -> Curve:
+    """``curve`` with the LR array ``lr`` of a schedule given for it, which must agree with
+    the LRs the curve has (a ValueError names the first step that differs)."""
+    if lr.size < curve.steps[-1]:
+        raise ValueError(f"{where}: the schedule has {lr.size} steps but the run has a loss at step {curve.steps[-1]}")
+    if curve.lr.size > lr.size:
+        raise ValueError(f"{where}: the schedule has {lr.size} steps but the run has an LR at step {curve.lr.size}")
+    n = curve.lr.size
+    bad = ~np.isclose(curve.lr, lr[:n], rtol=1e-6, atol=1e-9 * float(np.max(np.abs(lr))))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{where}: the run's lr at step {i + 1} is {curve.lr[i]:.8g} but the schedule gives "
+                         f"{lr[i]:.8g} ({int(bad.sum())} steps differ); drop --schedule to use the run's LRs, or fix "
+                         f"the spec")
+    return dataclasses.replace(curve, lr=lr)
+
+
 def write_curve_csv(curves: Sequence[Curve] | Curve, path: str | os.PathLike | io.TextIOBase) -> None:
     """Write curves in the CSV format (every step with its LR; loss where observed)."""
     if isinstance(curves, Curve):

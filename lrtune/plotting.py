@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -25,8 +26,12 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
     """Write a PNG: top, observed curves (dots) and the law's prediction with its band
     for every curve and extra schedule; bottom, their LR schedules.
 
-    ``schedules`` are (label, lr array) pairs predicted without observations.
+    ``schedules`` are (label, lr array) pairs predicted without observations.  A ``path``
+    without an extension gets ``.png``; the path written is returned.  Steps where the law
+    has no finite value (step 1 of a warmup from LR 0) are not drawn.
     """
+    if not os.path.splitext(os.fspath(path))[1]:
+        path = os.fspath(path) + ".png"
     if not curves and not schedules:
         raise ValueError("nothing to plot: give curves or schedules")
     plt = _pyplot()
@@ -39,16 +44,23 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
         color = colors[i % len(colors)]
         first = int(curve.steps[0]) if curve is not None else max(1, lr.size // 50)
         steps = np.unique(np.linspace(first, lr.size, n_points).round().astype(np.int64))
-        pred = law.predict_interval(lr, steps, level=level, model_size=None if curve is None else curve.meta.get("model_size"))
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # no LR yet at step 1: no loss
+            pred = law.predict_interval(lr, steps, level=level,
+                                        model_size=None if curve is None else curve.meta.get("model_size"))
         ax.plot(steps, pred.loss, color=color, label=f"{label} (predicted)")
         ax.fill_between(steps, pred.lower, pred.upper, color=color, alpha=0.2, linewidth=0)
-        lo_y, hi_y = min(lo_y, pred.lower.min()), max(hi_y, np.percentile(pred.upper, 90))
+        low, high = pred.lower[np.isfinite(pred.lower)], pred.upper[np.isfinite(pred.upper)]
+        if low.size:
+            lo_y = min(lo_y, low.min())
+        if high.size:
+            hi_y = max(hi_y, np.percentile(high, 90))
         if curve is not None:
             ax.plot(curve.steps, curve.loss, ".", color=color, markersize=2.5, label=f"{label} (observed)")
             lo_y = min(lo_y, curve.loss.min())
         ax_lr.plot(np.arange(1, lr.size + 1), lr, color=color)
-    pad = 0.05 * (hi_y - lo_y)
-    ax.set_ylim(lo_y - pad, hi_y + pad)
+    if np.isfinite(lo_y) and np.isfinite(hi_y) and hi_y >= lo_y:
+        pad = 0.05 * (hi_y - lo_y) or 0.01 * max(abs(hi_y), 1e-12)
+        ax.set_ylim(lo_y - pad, hi_y + pad)
     ax.set_ylabel("loss")
     ax.set_title(title or f"{law.name} law: prediction with {int(round(100 * level))} % band")
     ax.legend(fontsize=7, ncol=2)

@@ -47,7 +47,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from lrtune.curves import Curve, read_curves
+from lrtune.curves import Curve, read_curves, with_schedule_lr
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -509,10 +509,14 @@ class Store:
 
 def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: Any = None) -> list[Curve]:
     """Curves from CSV files and stored runs: an item that is an existing file is read as
-    CSV (``schedule`` gives its LR when the file does not), anything else is a run name in
+    CSV (``schedule`` gives its LR when the file does not; where both give one they must
+    agree, as for a stored run's LRs), anything else is a run name in
     the store at ``db`` (default :func:`default_url`).  The store is opened only when some
     item is not a file, and never created."""
     items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
+    from lrtune.schedules import parse_schedule
+
+    schedule_lr = None if schedule is None else parse_schedule(schedule).lr()  # a bad spec fails here, once
     out: list[Curve] = []
     store: Store | None = None
     where = ""
@@ -531,9 +535,12 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
             if store is None:
                 raise ValueError(f"no such file or stored run: {item} (no run store at {where})")
             try:
-                out.extend(store.get_curves([item]))
+                curves = store.get_curves([item])
             except ValueError:
                 raise ValueError(f"no such file or stored run: {item} (runs are looked up in {store})") from None
+            # a schedule given for a stored run must agree with its LRs, as with a file's
+            out.extend(c if schedule_lr is None else with_schedule_lr(c, schedule_lr, f"stored run {c.name}")
+                       for c in curves)
     finally:
         if store is not None:
             store.close()

@@ -285,3 +285,25 @@ def test_suggest_for_fewer_steps_than_the_observed_warmup_asks_for_warmup(files,
     # the MPL runs warm up for 2160 steps
     code, msg = _error(capsys, ["suggest", *files["train"], "--steps", "1000", "--peak-lrs", "1e-4,3e-4,1e-3"])
     assert code == 2 and "warm up for 2160 steps" in msg and "--warmup" in msg
+
+
+def test_plot_a_warmup_from_zero_and_a_name_without_extension(files, capsys):
+    # the law has no value at step 1 of a warmup from LR 0: the plot leaves it out
+    out = files["dir"] / "short"
+    capsys.readouterr()
+    assert main(["plot", files["fit"], "--predict", "cosine:steps=3,peak=3e-4,warmup=2", "-o", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"wrote {out}.png"]  # no numpy warning; the file written is named
+    assert (files["dir"] / "short.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_schedule_given_for_a_stored_run_must_agree_with_its_lrs(files, capsys):
+    db = str(files["dir"] / "agree.db")
+    assert main(["runs", "import", files["train"][0], "--name", "cos", "--db", db]) == 0
+    for wrong in ("constant:steps=24000,peak=3e-4,warmup=2160", "constant:steps=5,peak=9"):
+        code, msg = _error(capsys, ["fit", "cos", "--db", db, "--schedule", wrong])
+        assert code == 2 and msg.startswith("lrtune: error: stored run cos:")
+    code, msg = _error(capsys, ["fit", "cos", "--db", db, "--schedule", "not a spec"])
+    assert code == 2 and "unknown schedule family" in msg
+    right = "cosine:steps=24000,peak=3e-4,warmup=2160,min=0.1"
+    assert main(["fit", "cos", "--db", db, "--schedule", right]) == 0

@@ -344,6 +344,73 @@ def test_lr_from_torch_rejects_bad_steps():
         lr_from_torch(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0), 0)
 
 
+@needs_torch
+def test_lr_from_torch_refuses_factories_that_do_not_drive_the_given_optimizer():
+    mine = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    mine_sched = torch.optim.lr_scheduler.LinearLR(mine, start_factor=1.0, end_factor=0.0, total_iters=10)
+    cases = [
+        (lambda opt: None, TypeError, "must return an LR scheduler"),  # forgot return
+        (lambda opt: opt, TypeError, "got SGD"),  # the optimizer itself
+        (lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt), TypeError, "no LR array in advance"),
+        (lambda opt: mine_sched, ValueError, "drives another optimizer"),  # a closure over the user's own
+    ]
+    for factory, error, message in cases:
+        with pytest.raises(error, match=message):
+            lr_from_torch(factory, 10)
+    assert mine.param_groups[0]["lr"] == 1e-3  # the user's scheduler was not stepped
+
+
+@needs_torch
+def test_to_lambda_lr_keeps_a_tensor_lr_a_tensor():
+    param = torch.nn.Parameter(torch.zeros(2))
+    lr = torch.tensor(0.5)
+    opt = torch.optim.AdamW([param], lr=lr)
+    sched = to_lambda_lr("cosine:steps=20,peak=1e-3,warmup=5", opt)
+    assert opt.param_groups[0]["lr"] is lr  # filled in place, as torch's own LambdaLR does
+    got = []
+    for _ in range(20):
+        got.append(float(opt.param_groups[0]["lr"]))
+        opt.step()
+        sched.step()
+    assert np.allclose(got, parse_schedule("cosine:steps=20,peak=1e-3,warmup=5").lr(), rtol=1e-6)
+
+
+def test_warmup_ends_exactly_at_peak():
+    # peak * (start + (1 - start) * 1) misses peak by an ulp for some values: then lr.max() !=
+    # peak and the observed warmup of such a run came out one step longer
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        peak, start, w = float(rng.uniform(1e-4, 1)), float(rng.uniform(0, 1)), int(rng.integers(2, 400))
+        lr = Constant(steps=w + 10, peak=peak, warmup=w, start=start).lr()
+        assert lr[w - 1] == peak and lr.max() == peak and np.all(np.diff(lr[:w]) >= 0)
+
+
+def test_decays_too_short_to_decay_and_infinite_lrs_are_refused():
+    for spec, message in [
+        ("wsd:steps=100,peak=1,cooldown=0.005", "round(cooldown * steps) = 0 update"),
+        ("wsd:steps=100,peak=1,cooldown=0.01", "round(cooldown * steps) = 1 update"),
+        ("wsds:steps=40,peak=1,cycles=4,decay=0.1", "round(decay * 10) >= 2"),
+        ("step:steps=10,peak=10,milestones=5,factors=1e308", "peak * factor is a finite number"),
+        ("twostage:steps=10,peak=1e300,switch=5,factor=1e10", "peak * factor is a finite number"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_schedule(spec)
+    assert parse_schedule("wsd:steps=100,peak=1,cooldown=0.02").lr()[-1] < 1  # 2 steps: a decay
+    assert parse_schedule("wsd:steps=100,peak=1,cooldown=0").lr().min() == 1
+
+
+def test_integers_beyond_float_precision_round_trip():
+    spec = "step:steps=9007199254741002,peak=1.0,milestones=9007199254740993,factors=0.1"
+    s = parse_schedule(spec)
+    assert s.milestones == (2**53 + 1,) and s.spec() == spec
+
+
+def test_rewarm_with_peak_scales_every_lr():
+    s = parse_schedule("rewarm:steps=100,peak=0.0033,min=0.1,at=50,rewarm=5,peak2=0.0025666666641")
+    t = s.with_peak(0.0011)
+    assert np.max(np.abs(t.lr() / s.lr() * (0.0033 / 0.0011) - 1)) < 1e-11
+
+
 # -- 3. families -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("family", sorted(EXAMPLES))

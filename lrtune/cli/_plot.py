@@ -32,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     schedules = [(spec, parse_schedule(spec).lr()) for spec in args.predict]
     if not curves and not schedules:
         raise ValueError("nothing to plot: give curve files or --predict SPEC")
-    plot_predictions(law, args.output, curves, schedules, level=args.level)
-    print(f"wrote {args.output}", file=sys.stderr)
+    path = plot_predictions(law, args.output, curves, schedules, level=args.level)
+    print(f"wrote {path}", file=sys.stderr)
     return 0

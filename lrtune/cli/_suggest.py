@@ -91,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
         free_form=args.free_form, curves=None if args.no_correction else curves,
     )
     if args.plot:
-        _plot(law, result, args.plot, args.level)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        print(f"wrote {_plot(law, result, args.plot, args.level)}", file=sys.stderr)
     if args.emit == "torch":
         print("import torch")
         print("from lrtune.schedules import to_lambda_lr")
@@ -127,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(law, result, path: str, level: float) -> None:
+def _plot(law, result, path: str, level: float) -> str:
     from lrtune.plotting import plot_predictions
     from lrtune.schedules import parse_schedule
 
@@ -141,5 +140,5 @@ def _plot(law, result, path: str, level: float) -> None:
                  for i, s in enumerate(items)]
     if result.free_form is not None:
         schedules.append(("free-form (optimised against the law)", result.free_form.lr))
-    plot_predictions(law, path, schedules=schedules, level=level,
+    return plot_predictions(law, path, schedules=schedules, level=level,
                      title=f"{law.name} law: best schedules for {result.steps} steps")

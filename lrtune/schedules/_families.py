@@ -7,7 +7,8 @@ Every family is a join of the pieces in :mod:`lrtune.schedules._pieces`.
 
 Keys shared by every family: ``steps`` (horizon, number of optimizer updates),
 ``peak`` (peak LR), ``warmup`` (steps of linear warmup), ``start`` (warmup starts at
-``start * peak``) and, where the family decays, ``min`` (final LR as a fraction of peak).
+``start * peak``) and, where the family decays, ``min`` (final LR as a fraction of peak:
+the floor the decay ends at; the last update runs one decay step above it).
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ class WSD(Schedule):
     ``cooldown`` fraction of all steps with ``shape`` (linear, 1-sqrt, cosine, exp)
     down to ``min * peak``.
 
-    The cooldown has ``round(cooldown * steps)`` steps and starts at index
-    ``steps - round(cooldown * steps)``, at ``peak``.  It may start at the last warmup
+    The cooldown has ``round(cooldown * steps)`` steps (0, or at least 2: its first step
+    runs at ``peak``) and starts at index ``steps - round(cooldown * steps)``, at ``peak``.  It may start at the last warmup
     step (``warmup - 1``, also at ``peak``), so a WSD without a stable phase is allowed.
     """
 
@@ -174,6 +175,10 @@ class WSD(Schedule):
         _check(_is_real(self.cooldown) and 0 <= self.cooldown <= 1, "wsd", "cooldown", self.cooldown, "a fraction in [0, 1]")
         _check(self.shape in P.DECAY_SHAPES, "wsd", "shape", self.shape, "one of " + ", ".join(P.DECAY_SHAPES))
         _check(self.shape != "exp" or self.min > 0, "wsd", "min", self.min, "> 0 with shape=exp")
+        k = self.cooldown_steps
+        _check(self.cooldown == 0 or k >= 2, "wsd", "cooldown", self.cooldown,
+               f"0 or long enough for a decay: round(cooldown * steps) = {k} update(s), and the first cooldown "
+               f"update runs at peak, so at least 2 are needed (cooldown >= {2 / self.steps:.3g} for steps={self.steps})")
         longest = self.steps - max(self.warmup - 1, 0)
         _check(
             self.cooldown_steps <= longest, "wsd", "cooldown", self.cooldown,
@@ -209,6 +214,8 @@ class Step(Schedule):
         _check(all(self.warmup <= a < self.steps for a in m), "step", "milestones", m,
                f"steps in [warmup={self.warmup}, steps={self.steps})")
         _check(all(a < b for a, b in zip(m, m[1:])), "step", "milestones", m, "strictly increasing")
+        _check(all(math.isfinite(self.peak * f) and self.peak * f > 0 for f in fs), "step", "factors", fs,
+               f"such that peak * factor is a finite number > 0 (peak={self.peak!r})")
 
     def _body(self, n: int) -> np.ndarray:
         i = np.arange(self.warmup, self.steps)
@@ -269,8 +276,9 @@ class Rewarm(Schedule):
                f">= the floor min * peak = {self.min * self.peak!r}")
 
     def with_peak(self, peak: float) -> "Rewarm":
+        """``peak2`` is scaled with ``peak`` and kept to 12 significant digits (a readable spec)."""
         peak2 = self.peak2 * peak / self.peak
-        short = float(f"{peak2:.6g}")  # a readable spec, unless rounding crosses the floor
+        short = float(f"{peak2:.12g}")  # a readable spec (1e-12 off at most), unless rounding crosses the floor
         return self.replace(peak=peak, peak2=short if short >= self.min * peak else peak2)
 
     def _body(self, n: int) -> np.ndarray:
@@ -290,8 +298,8 @@ class WSDS(Schedule):
 
     Cycles are counted from step 0 (the first one holds the warmup): cycle ``j`` ends at
     ``e_j = round(j * steps / cycles)``, its decay has ``round(decay * (e_j - e_{j-1}))``
-    steps ending at ``e_j - 1`` and ``lr[e_j] = peak``.  Every decay has at least one step
-    and the warmup ends before the first decay starts.
+    steps ending at ``e_j - 1`` and ``lr[e_j] = peak``.  Every decay has at least two steps
+    (its first runs at ``peak``) and the warmup ends before the first decay starts.
     """
 
     family: ClassVar[str] = "wsds"
@@ -310,8 +318,9 @@ class WSDS(Schedule):
         _check(self.shape != "exp" or self.min > 0, "wsds", "min", self.min, "> 0 with shape=exp")
         ends, lengths = self._decays()
         shortest = int(np.diff(np.concatenate([[0], ends])).min())
-        _check(lengths.min() >= 1, "wsds", "decay", self.decay,
-               f"large enough for one decay step in every cycle (round(decay * {shortest}) >= 1)")
+        _check(lengths.min() >= 2, "wsds", "decay", self.decay,
+               f"large enough for a decay in every cycle (round(decay * {shortest}) >= 2: the first decay step "
+               f"runs at peak)")
         first = int(ends[0] - lengths[0])
         _check(self.warmup <= first, "wsds", "warmup", self.warmup,
                f"<= {first}, the step where the first decay begins")
@@ -344,6 +353,8 @@ class TwoStage(Schedule):
         _check(_is_int(self.switch) and self.warmup <= self.switch < self.steps, "twostage", "switch", self.switch,
                f"a step in [warmup={self.warmup}, steps={self.steps})")
         _check(_is_real(self.factor) and self.factor > 0, "twostage", "factor", self.factor, "a finite number > 0")
+        _check(math.isfinite(self.peak * self.factor) and self.peak * self.factor > 0, "twostage", "factor",
+               self.factor, f"such that peak * factor is a finite number > 0 (peak={self.peak!r})")
 
     def _body(self, n: int) -> np.ndarray:
         return P.join([P.constant(self.switch - self.warmup, self.peak), P.constant(self.steps - self.switch, self.factor * self.peak)])

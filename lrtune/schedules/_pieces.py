@@ -22,7 +22,9 @@ def warmup(n: int, peak: float, start: float) -> np.ndarray:
     if n == 1:
         return np.array([float(peak)])
     i = np.arange(n, dtype=np.float64)
-    return peak * (start + (1.0 - start) * i / max(n - 1, 1))
+    out = np.minimum(peak * (start + (1.0 - start) * i / max(n - 1, 1)), peak)
+    out[-1:] = peak  # exactly: the rounding of the ramp's last value can miss it by an ulp
+    return out
 
 
 def constant(n: int, value: float) -> np.ndarray:

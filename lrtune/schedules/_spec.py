@@ -31,6 +31,10 @@ def _kind(cls: type[Schedule], name: str) -> str:
 def _parse_value(family: str, key: str, kind: str, text: str) -> object:
     try:
         if kind == "int":
+            try:  # exact beyond 2**53, where a float is not
+                return int(text)
+            except ValueError:
+                pass
             v = float(text)
             if not v.is_integer():
                 raise ValueError

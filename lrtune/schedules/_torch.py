@@ -42,12 +42,15 @@ def to_lambda_lr(schedule: Schedule | str, optimizer: Any) -> Any:
     """
     torch = _torch()
     schedule = parse_schedule(schedule)
-    factors = (schedule.lr() / schedule.peak).tolist()
-    last = len(factors) - 1
+    factors = schedule.lr() / schedule.peak  # an array: 8 bytes a step, not a Python float's 32
+    last = factors.size - 1
     for group in optimizer.param_groups:
-        group["lr"] = schedule.peak
+        if torch.is_tensor(group["lr"]):  # a tensor LR (compiled / capturable steps) stays a tensor
+            group["lr"].fill_(schedule.peak)
+        else:
+            group["lr"] = schedule.peak
         group.pop("initial_lr", None)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: factors[min(i, last)])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(factors[min(i, last)]))
 
 
 def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.0) -> np.ndarray:
@@ -71,6 +74,15 @@ def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=base_lr)
     sched = factory(opt)
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise TypeError("lr_from_torch: ReduceLROnPlateau lowers the LR when a metric stops improving: it has no "
+                        "LR array in advance")
+    if sched is opt or not callable(getattr(sched, "step", None)):
+        raise TypeError(f"lr_from_torch: factory must return an LR scheduler (an object with step()) built on the "
+                        f"optimizer it is given, got {type(sched).__name__}")
+    if isinstance(getattr(sched, "optimizer", opt), torch.optim.Optimizer) and sched.optimizer is not opt:
+        raise ValueError("lr_from_torch: the factory's scheduler drives another optimizer than the one it is given "
+                         "(build it on the factory's argument: lambda opt: SomeLR(opt, ...))")
     group = opt.param_groups[0]
     out = np.empty(int(steps), dtype=np.float64)
     with warnings.catch_warnings():
