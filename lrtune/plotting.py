@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Sequence
 
@@ -26,7 +27,9 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
     """Write a PNG: top, observed curves (dots) and the law's prediction with its band
     for every curve and extra schedule; bottom, their LR schedules.
 
-    ``schedules`` are (label, lr array) pairs predicted without observations.  A ``path``
+    ``schedules`` are (label, lr array) pairs predicted without observations, or (label,
+    lr array, factor) triples whose prediction and band are multiplied by ``factor`` (a
+    correction of the law's own, like suggest's residual correction).  A ``path``
     without an extension gets ``.png``; the path written is returned.  Steps where the law
     has no finite value (step 1 of a warmup from LR 0) are not drawn.
     """
@@ -37,16 +40,19 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
     plt = _pyplot()
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
                                     gridspec_kw={"height_ratios": [3, 1]})
-    items = [(c.name, c.lr, c) for c in curves] + [(label, np.asarray(lr, float), None) for label, lr in schedules]
+    items = [(c.name, c.lr, c, 1.0) for c in curves]
+    items += [(s[0], np.asarray(s[1], float), None, float(s[2]) if len(s) > 2 else 1.0) for s in schedules]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lo_y, hi_y = np.inf, -np.inf
-    for i, (label, lr, curve) in enumerate(items):
+    for i, (label, lr, curve, factor) in enumerate(items):
         color = colors[i % len(colors)]
         first = int(curve.steps[0]) if curve is not None else max(1, lr.size // 50)
         steps = np.unique(np.linspace(first, lr.size, n_points).round().astype(np.int64))
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # no LR yet at step 1: no loss
             pred = law.predict_interval(lr, steps, level=level,
                                         model_size=None if curve is None else curve.meta.get("model_size"))
+        pred = dataclasses.replace(pred, loss=pred.loss * factor, lower=pred.lower * factor,
+                                   upper=pred.upper * factor) if factor != 1.0 else pred
         ax.plot(steps, pred.loss, color=color, label=f"{label} (predicted)")
         ax.fill_between(steps, pred.lower, pred.upper, color=color, alpha=0.2, linewidth=0)
         low, high = pred.lower[np.isfinite(pred.lower)], pred.upper[np.isfinite(pred.upper)]

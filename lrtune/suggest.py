@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from typing import Any, Sequence
 
@@ -120,26 +121,36 @@ def candidate_shapes(steps: int, *, families: Sequence[str] = FAMILIES,
                      min_lr: float = 0.0) -> list[Schedule]:
     """The candidate schedules at peak 1: one per family, and for WSD one per cooldown
     fraction and cooldown shape."""
-    if not (isinstance(steps, (int, np.integer)) and steps >= 2):
+    if isinstance(steps, bool) or not (isinstance(steps, numbers.Integral) and steps >= 2):
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+    families, shapes = list(dict.fromkeys(families)), list(dict.fromkeys(shapes))  # each once
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"families must be some of {', '.join(FAMILIES)}, got {list(families)}")
+        raise ValueError(f"families must be some of {', '.join(FAMILIES)}, got {families}")
     bad = [s for s in shapes if s not in COOLDOWN_SHAPES]
     if bad or ("wsd" in families and not shapes):
-        raise ValueError(f"cooldown shapes must be some of {', '.join(COOLDOWN_SHAPES)}, got {list(shapes)}")
-    badc = [c for c in cooldowns if not (isinstance(c, (int, float)) and 0 < c <= 1)]
+        raise ValueError(f"cooldown shapes must be some of {', '.join(COOLDOWN_SHAPES)}, got {shapes}")
+    cooldowns = list(dict.fromkeys(np.ravel(np.asarray(cooldowns, dtype=object)).tolist()))
+    badc = [c for c in cooldowns if isinstance(c, bool) or not (isinstance(c, numbers.Real) and 0 < c <= 1)]
     if badc or ("wsd" in families and not cooldowns):
-        raise ValueError(f"cooldown fractions must be in (0, 1], got {list(cooldowns)}")
+        raise ValueError(f"cooldown fractions must be in (0, 1], got {cooldowns}")
     common = dict(steps=int(steps), peak=1.0, warmup=int(warmup), start=float(start), min=float(min_lr))
     out: list[Schedule] = []
+    misfits = []
     for fam in families:
         if fam == "cosine":
             out.append(Cosine(**common))
         elif fam == "linear":
             out.append(Linear(**common))
         else:
-            out.extend(WSD(**common, cooldown=float(c), shape=s) for c in cooldowns for s in shapes)
+            for c, s in ((float(c), s) for c in cooldowns for s in shapes):
+                try:  # a cooldown too short to decay, or one that would start inside the warmup
+                    out.append(WSD(**common, cooldown=c, shape=s))
+                except ValueError as e:
+                    misfits.append(str(e))
+    if not out:
+        raise ValueError(f"no candidate schedule fits {int(steps)} steps with warmup {int(warmup)}: {misfits[0]} "
+                         f"(change the cooldowns, the warmup or the families)")
     return out
 
 
@@ -188,9 +199,10 @@ class ResidualCorrection:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
 
-    def log_shift(self, law: Any, shapes: Sequence[Schedule], peaks: np.ndarray,
+    def log_shift(self, law: Any, shapes: Sequence[Schedule | np.ndarray], peaks: np.ndarray,
                   curves: Sequence[Curve]) -> np.ndarray:
-        """The correction ``r_hat`` of every (shape, peak) candidate: an array (K, P)."""
+        """The correction ``r_hat`` of every (shape, peak) candidate: an array (K, P); a
+        shape is a schedule or an LR array (resampled to each run's horizon)."""
         curves = [c for c in curves if isinstance(c, Curve)]
         if not curves:
             return np.zeros((len(shapes), peaks.size))
@@ -210,8 +222,12 @@ class ResidualCorrection:
 
 
 def _at_horizon(schedule: Schedule, steps: int) -> np.ndarray:
-    """``schedule`` at peak 1 rebuilt at ``steps`` (same warmup in steps when it fits)."""
-    return schedule.replace(steps=int(steps), peak=1.0, warmup=min(schedule.warmup, int(steps) - 1)).lr()
+    """``schedule`` at peak 1 rebuilt at ``steps`` (same warmup in steps when it fits;
+    resampled in relative time where that is no valid schedule, e.g. a long cooldown
+    that would start inside the warmup of a shorter run)."""
+    from lrtune.transfer import eta_at_horizon
+
+    return eta_at_horizon(schedule, int(steps))
 
 
 # ---------------------------------------------------------------------------------------
@@ -312,7 +328,9 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
     """
     peaks = np.unique(np.asarray(peak_lrs, dtype=np.float64).ravel())
     if peaks.size == 0 or not np.all(np.isfinite(peaks) & (peaks > 0)):
-        raise ValueError(f"peak_lrs must be finite numbers > 0, got {list(np.ravel(peak_lrs))}")
+        raise ValueError(f"peak LRs must be finite numbers > 0, got {[float(v) for v in np.ravel(peak_lrs)]}")
+    if isinstance(curves, Curve):
+        curves = [curves]
     if not (isinstance(top, (int, np.integer)) and top >= 0):
         raise ValueError(f"top must be an integer >= 0, got {top!r}")
     if not 0 < level < 1:
@@ -320,9 +338,15 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
     t0, c0 = time.perf_counter(), time.process_time()
     shapes_ = candidate_shapes(steps, families=families, cooldowns=cooldowns, shapes=shapes,
                                warmup=warmup, start=start, min_lr=min_lr)
-    eta = np.stack([s.lr() for s in shapes_])  # (K, T), peak 1
-    K, T = eta.shape
-    P = peaks.size
+    K, T, P = len(shapes_), shapes_[0].steps, peaks.size
+    cache: dict[int, np.ndarray] = {}
+
+    def eta(k: int) -> np.ndarray:  # shape k at peak 1, built when needed: no (K, T) array
+        if k not in cache:
+            cache.clear()
+            cache[k] = shapes_[k].lr()
+        return cache[k]
+
     # candidate row k*P + p is peak p of shape k; blocks of rows are filled by broadcasting
     # into one reused buffer (fresh large arrays cost a page fault per 4 kB on first touch)
     rows = max(1, min(_BLOCK_ELEMENTS // T, K * P))
@@ -335,13 +359,13 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
         while i < b:  # one segment per shape in the block
             k, p0 = divmod(i, P)
             p1 = min(P, p0 + b - i)
-            np.multiply(peaks[p0:p1, None], eta[k], out=buf[i - a:i - a + p1 - p0])
+            np.multiply(peaks[p0:p1, None], eta(k), out=buf[i - a:i - a + p1 - p0])
             i += p1 - p0
         flat[a:b] = _predict_block(law, buf[:b - a], final, None)[:, -1]
     loss = flat.reshape(K, P)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     shift = np.zeros((K, P))
-    if curves:
+    if curves is not None and len(curves):
         shift = (correction or ResidualCorrection()).log_shift(law, shapes_, peaks, curves)
         loss = loss * np.exp(shift)
     if not np.isfinite(loss).any():
@@ -349,7 +373,7 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
     loss = np.where(np.isfinite(loss), loss, np.inf)
     best_p = np.argmin(loss, axis=1)  # best peak of each shape
     order = np.argsort(loss[np.arange(K), best_p], kind="stable")[: top + 1]
-    lr = np.stack([peaks[best_p[k]] * eta[k] for k in order])
+    lr = np.stack([peaks[best_p[k]] * eta(k) for k in order])
     band = predict_batch(law, lr, [T], level=level)
     up = np.exp(np.array([shift[k, best_p[k]] for k in order]))
     ranked = [Suggestion(shapes_[k].replace(peak=float(peaks[best_p[k]])).spec(), float(peaks[best_p[k]]),
@@ -358,8 +382,14 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
               for i, k in enumerate(order)]
     ff = None
     if free_form:
+        floor = min(max(1e-3, float(min_lr)), 1 - 1e-9)  # never below --min, as the families
         ff = optimize_free_form(law, T, peak_range=(float(peaks[0]), float(peaks[-1])), warmup=warmup,
-                                start=start, init=ranked[0], level=level)
+                                start=start, init=ranked[0], level=level, floor=floor)
+        if curves is not None and len(curves):  # corrected as the families are
+            up_ff = math.exp(float((correction or ResidualCorrection()).log_shift(
+                law, [ff.lr], np.array([ff.peak_lr]), curves)[0, 0]))
+            ff = dataclasses.replace(ff, predicted_loss=ff.predicted_loss * up_ff, lower=ff.lower * up_ff,
+                                     upper=ff.upper * up_ff)
     return SuggestResult(ranked[0], ranked[1:], int(T), int(K * P), seconds, cpu_seconds, level, ff)
 
 

@@ -99,7 +99,11 @@ def _as_schedule_or_eta(target: Any) -> Schedule | np.ndarray:
             if "peak2" in keys:
                 raise ValueError(f"target {target!r}: give its peak too (the re-warm's peak2 is an LR of its own, "
                                  f"so the shape is set by peak2 / peak)")
-            target = f"{family}:{rest},peak=1" if rest.strip() else f"{family}:peak=1"
+            given, target = target, f"{family}:{rest},peak=1" if rest.strip() else f"{family}:peak=1"
+            try:
+                return parse_schedule(target)
+            except ValueError as e:  # in the user's words, not with the stand-in peak
+                raise ValueError(str(e).replace(repr(target), repr(given))) from None
         return parse_schedule(target)
     if isinstance(target, Schedule):
         return target
@@ -311,8 +315,23 @@ class PeakLRSweep:
         self.lower_ = self.ref_ * math.exp(min(lo, u_hat))
         self.upper_ = self.ref_ * math.exp(max(hi, u_hat))
         self.log_sd_ = max(float(s_hi - s_lo) / 2, 1e-3)
-        self.at_edge_ = ("above" if u_hat >= hi_cap - 1e-9 or u_hat > math.log(distinct[-1] / self.ref_) else
-                         "below" if u_hat <= lo_cap + 1e-9 or u_hat < math.log(distinct[0] / self.ref_) else None)
+        u_top, u_bottom = math.log(distinct[-1] / self.ref_), math.log(distinct[0] / self.ref_)
+        if math.isnan(u_raw):  # no minimum: the best run lies at an edge, the optimum at or beyond it
+            best = math.log(gamma[np.argmin(loss)] / self.ref_)
+            self.at_edge_ = "above" if best >= u_top - 1e-12 else "below" if best <= u_bottom + 1e-12 else None
+        else:
+            self.at_edge_ = ("above" if u_hat >= hi_cap - 1e-9 or u_hat > u_top else
+                             "below" if u_hat <= lo_cap + 1e-9 or u_hat < u_bottom else None)
+        # beyond the swept LRs the data say only "past the edge": the interval reaches from the
+        # edge to the cap; where the bootstrap piled up at the cap (or found no minimum) its
+        # spread says nothing, and the optimum's sd (a transfer's weight) is that range's
+        collapsed = self.log_sd_ < 0.05
+        if self.at_edge_ == "above":
+            self.lower_, self.upper_ = min(self.lower_, distinct[-1]), max(self.upper_, self.ref_ * math.exp(hi_cap))
+            self.log_sd_ = max(self.log_sd_, (hi_cap - u_top) / 2) if collapsed else self.log_sd_
+        elif self.at_edge_ == "below":
+            self.lower_, self.upper_ = min(self.lower_, self.ref_ * math.exp(lo_cap)), max(self.upper_, distinct[0])
+            self.log_sd_ = max(self.log_sd_, (u_bottom - lo_cap) / 2) if collapsed else self.log_sd_
         self.best_loss_ = float(self.predict_loss(self.peak_lr_))
         return self
 
@@ -480,7 +499,10 @@ class PeakLRTransfer:
 
     def predict(self, target: Any, steps: int | None = None) -> TransferResult:
         """The optimal peak LR of ``target`` (spec, Schedule or LR array; its peak is
-        ignored), optionally moved to horizon ``steps``."""
+        ignored), optionally moved to horizon ``steps``.  The result's ``schedule`` is the
+        target's spec at the optimal peak, ``None`` where no spec of it has that horizon
+        (an LR array, or a family with steps of its own, like ``step`` or ``rewarm``, moved
+        to another horizon: its shape is resampled in relative time)."""
         if not hasattr(self, "sweeps_"):
             raise ValueError("this PeakLRTransfer is not fitted: call fit(sweeps) first")
         tgt = _as_schedule_or_eta(target)
@@ -524,7 +546,7 @@ class PeakLRTransfer:
         dist = np.abs(X[:, 1]) + np.abs(X[:, 2])
         nearest = int(np.argmin(dist + 1e-9 * np.arange(n)))
         spec = None
-        if isinstance(tgt, Schedule):
+        if isinstance(tgt, Schedule) and tgt.steps == horizon:  # else no spec of this family has that horizon
             spec = tgt.with_peak(float(f"{math.exp(mean[0]):.4g}")).spec()
         return TransferResult(
             peak_lr=float(math.exp(mean[0])), lower=float(math.exp(lo)), upper=float(math.exp(hi)),

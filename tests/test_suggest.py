@@ -1,6 +1,7 @@
 """Schedule suggestions ranked by a law fitted on real curves."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -184,3 +185,90 @@ def test_suggest_with_the_correction_ranks_the_corrected_losses(law25, mpl25):
     by_spec = {s.schedule: s.predicted_loss for s in [plain.best] + plain.alternatives}
     ratios = [s.predicted_loss / by_spec[s.schedule] for s in [corrected.best] + corrected.alternatives]
     assert len(ratios) == 20 and np.ptp(np.log(ratios)) > 0  # the correction differs between shapes
+
+
+GENERATED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "data",
+                         "generated", "curves")
+
+
+@pytest.fixture(scope="module")
+def gen400():
+    """Generated 400-update runs: constant at three peaks and one WSD (warmup 20 updates)."""
+    from lrtune.curves import read_curves
+
+    names = [f"constant_h400_p{p}" for p in ("0.001", "0.002", "0.004")] + ["wsd-c0.2-linear_h400_p0.002"]
+    curves = [c for n in names for c in read_curves(f"{GENERATED}/{n}.csv")]
+    return curves, make_law("momentum").fit(curves)
+
+
+def test_suggest_for_a_long_horizon_with_a_long_warmup_corrects_every_candidate(gen400):
+    # the correction rebuilds each candidate at the observed runs' 400 steps: a cooldown of 0.8
+    # with a warmup of 100 is no WSD there, and made the whole call fail
+    curves, law = gen400
+    r = suggest(law, 3000, [1e-3, 2e-3, 4e-3], warmup=100, curves=curves, cooldowns=(0.2, 0.8), top=20)
+    specs = [r.best.schedule] + [a.schedule for a in r.alternatives]
+    assert any("cooldown=0.8" in s for s in specs) and r.n_candidates == 3 * 8
+
+
+def test_cooldowns_that_do_not_fit_the_horizon_are_left_out_not_fatal(gen400):
+    curves, law = gen400
+    # 60 steps, warmup 20: a 0.8 cooldown would start inside the warmup, a 0.1 one is 6 steps
+    r = suggest(law, 60, [1e-3, 2e-3], warmup=20, curves=curves, top=30)
+    specs = [r.best.schedule] + [a.schedule for a in r.alternatives]
+    assert not any("cooldown=0.8" in s for s in specs) and any("cooldown=0.1" in s for s in specs)
+    with pytest.raises(ValueError, match="no candidate schedule fits 60 steps with warmup 20"):
+        suggest(law, 60, [1e-3], warmup=20, families=("wsd",), cooldowns=(0.8,))
+    # numpy values and one curve are taken as a user gives them
+    a = suggest(law, 800, np.array([1e-3, 2e-3]), cooldowns=np.array([0.2, 0.4]), curves=curves[0])
+    b = suggest(law, 800, [1e-3, 2e-3], cooldowns=[0.2, 0.4], curves=[curves[0]])
+    assert a.best == b.best
+
+
+def test_free_form_keeps_the_min_floor_and_is_corrected_like_the_families(gen400):
+    curves, law = gen400
+    r = suggest(law, 800, [1e-3, 2e-3, 4e-3], min_lr=0.5, curves=curves, free_form=True)
+    ff = r.free_form
+    assert ff.lr[-1] >= 0.5 * ff.peak_lr * (1 - 1e-9)
+    raw = float(law.predict(ff.lr, [800])[-1])
+    plain = suggest(law, 800, [1e-3, 2e-3, 4e-3], min_lr=0.5, free_form=True).free_form
+    assert plain.predicted_loss == pytest.approx(raw, rel=1e-9)
+    assert ff.predicted_loss != pytest.approx(raw, rel=1e-6)  # corrected, as the best family is
+    assert r.best.predicted_loss != pytest.approx(float(law.predict(parse_schedule(r.best.schedule).lr(), [800])[-1]),
+                                                  rel=1e-6)
+
+
+def test_cli_suggest_plot_draws_the_corrected_predictions(gen400, tmp_path, monkeypatch, capsys):
+    import lrtune.plotting
+
+    curves, law = gen400
+    paths = []
+    for c in curves:
+        write_curve_csv(c, tmp_path / f"{c.name}.csv")
+        paths.append(str(tmp_path / f"{c.name}.csv"))
+    drawn = {}
+
+    def capture(law_, path, curves=(), schedules=(), **kw):
+        drawn["schedules"] = schedules
+        return path
+    monkeypatch.setattr(lrtune.plotting, "plot_predictions", capture)
+    capsys.readouterr()
+    assert main(["suggest", *paths, "--steps", "8e2", "--format", "json", "--plot", str(tmp_path / "p.png")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    label, lr, factor = drawn["schedules"][0]
+    fitted = make_law("momentum").fit(curves)
+    assert factor * float(fitted.predict(lr, [800])[-1]) == pytest.approx(out["predicted_loss"], rel=1e-9)
+    assert factor != pytest.approx(1.0, abs=1e-4)
+
+
+def test_cli_suggest_option_conflicts_and_steps(files, capsys):
+    train, fit = files
+    for argv, message in [(["--steps", "24000", "--emit", "torch", "--format", "json"], "give one of them"),
+                          (["--steps", "-5"], "--steps must be at least 2"),
+                          (["--steps", "1.5e4x"], "--steps must be a whole number"),
+                          (["--steps", "24000", "--fit", fit, "--law", "multipower"], "holds a momentum law")]:
+        capsys.readouterr()
+        assert main(["suggest", train, *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["suggest", train, "--steps", "2.4e4", "--fit", fit, "--peak-lrs", "2e-4,3e-4", "--format",
+                 "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 24000

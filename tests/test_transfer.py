@@ -13,6 +13,7 @@ from lrtune.bound import optimal_base_lr
 from lrtune.cli import main
 from lrtune.datasets import load_schaipp
 from lrtune.laws import make_law
+from lrtune.schedules import parse_schedule
 from lrtune.transfer import PeakLRSweep, PeakLRTransfer, extend_horizon, rewarm_plans
 
 
@@ -314,3 +315,38 @@ def test_null_weight_averages_the_theory_with_no_transfer_where_the_sweeps_can_t
     assert moving.predict(grid_main[(0.1, 35000)].eta_).theory_weight > averaged.theory_weight
     with pytest.raises(ValueError, match="null_weight"):
         PeakLRTransfer(null_weight=1.0)
+
+
+def test_an_optimum_beyond_the_swept_lrs_has_an_interval_reaching_the_cap(generated):
+    # the generated cosine-400 runs at 1e-3, 2e-3, 4e-3 still improve at 4e-3: the bootstrap
+    # piles up at the cap (2 x 4e-3) and said [0.008, 0.008] with the sd of a sure optimum
+    sub = generated[("cosine", 400)]
+    keep = np.isin(sub.peak_lrs_, [1e-3, 2e-3, 4e-3])
+    s = PeakLRSweep().fit_final(sub.peak_lrs_[keep], sub.final_losses_[keep], sub.eta_)
+    assert s.at_edge_ == "above"
+    assert s.lower_ <= 4e-3 and s.upper_ >= 8e-3 * (1 - 1e-9)
+    assert s.log_sd_ >= 0.5 * math.log(2) - 1e-9  # the edge-to-cap range, not a collapsed bootstrap
+    # a fit with no minimum (concave): the best run sits at an edge, flagged and open on that side
+    c = PeakLRSweep().fit_final([1e-3, 2e-3, 4e-3], [3.00, 3.01, 2.99], sub.eta_)
+    assert c.peak_lr_ == pytest.approx(4e-3) and c.at_edge_ == "above" and c.upper_ >= 8e-3 * (1 - 1e-9)
+    assert PeakLRTransfer().fit([c]).predict("constant:steps=400").extrapolated_sources == (0,)
+
+
+def test_transfer_to_another_horizon_gives_a_spec_only_where_the_family_has_that_horizon(grid50k):
+    t = PeakLRTransfer().fit([grid50k[(0.2, 50000)]])
+    r = t.predict("wsd:steps=25000,warmup=300,cooldown=0.2", steps=50000)
+    assert r.horizon == 50000 and parse_schedule(r.schedule).steps == 50000
+    r = t.predict("step:steps=25000,milestones=12500/20000,factors=0.1/0.01", steps=50000)
+    assert r.horizon == 50000 and r.schedule is None  # a step spec of 25k steps would be another schedule
+
+
+def test_cli_transfer_refuses_schedule_and_names_the_bad_sweep_and_the_users_target(tmp_path, capsys):
+    a, _ = _write_sweep(tmp_path, "0.2", "15000")
+    capsys.readouterr()
+    assert main(["transfer", "--sweep", *a, "--to", "wsd:steps=50000", "--schedule", "wsd:steps=15000,peak=1e-3"]) == 2
+    assert "--schedule cannot give a sweep's LRs" in capsys.readouterr().err
+    assert main(["transfer", "--sweep", *a, "--sweep", *a[:2], "--to", "wsd:steps=50000"]) == 2
+    assert "lrtune: error: --sweep 2 of 2: a sweep needs runs at 3 or more distinct peak LRs" in capsys.readouterr().err
+    assert main(["transfer", "--sweep", *a, "--to", "wsd:warmup=20,cooldown=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "missing required key 'steps' in 'wsd:warmup=20,cooldown=0.2'" in err and "peak=1" not in err

@@ -46,5 +46,5 @@ def add_curve_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_law_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--law", choices=("momentum", "multipower"), default="momentum",
+    p.add_argument("--law", choices=("momentum", "multipower"), default=None,
                    help="which law to fit (default: momentum)")

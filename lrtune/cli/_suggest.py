@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "its band and the runners-up.")
     add_curve_args(p)
     add_law_args(p)
-    p.add_argument("--steps", type=int, required=True, help="target horizon (optimizer updates)")
+    p.add_argument("--steps", required=True, help="target horizon (optimizer updates; 50000 or 5e4)")
     p.add_argument("--fit", metavar="FIT.json", help="use this fitted law instead of fitting one on the curves")
     p.add_argument("--peak-lrs", metavar="LR1,LR2,...",
                    help="peak LRs to try (default: --n-peaks log-spaced over the observed runs' peaks)")
@@ -62,7 +62,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _steps(text: str) -> int:
+    try:
+        v = float(text)
+        if not v.is_integer():
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise ValueError(f"--steps must be a whole number of optimizer updates, got {text!r}") from None
+    if v < 2:
+        raise ValueError(f"--steps must be at least 2, got {text!r}")
+    return int(v)
+
+
 def run(args: argparse.Namespace) -> int:
+    args.steps = _steps(args.steps)
+    if args.emit and args.format != "table":
+        raise ValueError(f"--emit {args.emit} prints Python code, --format {args.format} prints JSON: give one of them")
+    if args.fit and args.law is not None:
+        fitted = load_law(args.fit).name
+        if fitted != args.law:
+            raise ValueError(f"--fit {args.fit} holds a {fitted} law but --law {args.law} was given: drop one")
     curves = load_curves(args.curves, schedule=args.schedule, db=args.db)
     if args.peak_lrs:
         peaks = _floats(args.peak_lrs, "--peak-lrs")
@@ -75,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"all observed runs have peak LR {lo:g}: the law cannot rank peak LRs; "
                              "add runs at other peak LRs or give --peak-lrs")
         peaks = [float(f"{g:.3g}") for g in np.geomspace(lo, hi, args.n_peaks)]
-    law = load_law(args.fit) if args.fit else make_law(args.law).fit(curves)
+    law = load_law(args.fit) if args.fit else make_law(args.law or "momentum").fit(curves)
     warmup, start = observed_warmup(curves)
     if args.warmup is not None:
         warmup = args.warmup
@@ -135,10 +154,16 @@ def _plot(law, result, path: str, level: float) -> str:
         what = f"wsd, {s.shape} cooldown {s.cooldown:g}" if s.family == "wsd" else s.family
         return f"{what}, peak {s.peak:.3g}"
 
+    def factor(lr, predicted: float) -> float:  # the residual correction of the ranking, if any
+        return predicted / float(np.ravel(law.predict(lr, [lr.size]))[-1])
+
     items = [result.best] + result.alternatives[:3]
-    schedules = [(("best: " if i == 0 else "") + label(s.schedule), parse_schedule(s.schedule).lr())
-                 for i, s in enumerate(items)]
+    schedules = []
+    for i, s in enumerate(items):
+        lr = parse_schedule(s.schedule).lr()
+        schedules.append((("best: " if i == 0 else "") + label(s.schedule), lr, factor(lr, s.predicted_loss)))
     if result.free_form is not None:
-        schedules.append(("free-form (optimised against the law)", result.free_form.lr))
+        f = result.free_form
+        schedules.append(("free-form (optimised against the law)", f.lr, factor(f.lr, f.predicted_loss)))
     return plot_predictions(law, path, schedules=schedules, level=level,
                      title=f"{law.name} law: best schedules for {result.steps} steps")

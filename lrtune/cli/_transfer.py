@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, metavar="SPEC",
                    help="target schedule spec, e.g. wsd:steps=50000,warmup=300,cooldown=0.2 (its peak is "
                         "ignored; a re-warm needs peak and peak2, whose ratio is its shape)")
-    p.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
+    p.add_argument("--schedule", metavar="SPEC", help=argparse.SUPPRESS)  # refused with a pointer: see run
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
     p.add_argument("--form", choices=FORMS, default="inverse",
                    help="final loss against peak LR: A/lr + B*lr + C (inverse, default) or a parabola in ln lr")
@@ -33,10 +33,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.level < 1:
         raise ValueError(f"--level must be in (0, 1), got {args.level}")
+    if args.schedule is not None:  # one spec, peak included, for runs that differ in their peak: never a sweep
+        raise ValueError("--schedule cannot give a sweep's LRs: its runs differ in peak LR. Import each run with "
+                         "its own spec (lrtune runs import FILE --name NAME --schedule SPEC) and pass the names "
+                         "to --sweep, or give files with an lr column")
+    from lrtune.transfer import _as_schedule_or_eta
+
+    _as_schedule_or_eta(args.to)  # a bad target fails before any fit
     sweeps = []
-    for items in args.sweep:
-        curves = load_curves(items, schedule=args.schedule, db=args.db)
-        sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
+    for i, items in enumerate(args.sweep, 1):
+        curves = load_curves(items, db=args.db)
+        try:
+            sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
+        except ValueError as e:
+            raise ValueError(f"--sweep {i} of {len(args.sweep)}: {e}" if len(args.sweep) > 1 else str(e)) from None
     result = PeakLRTransfer(level=args.level).fit(sweeps).predict(args.to)
     if args.format == "json":
         out = {"schedule": result.schedule, "peak_lr": result.peak_lr, "lower": result.lower, "upper": result.upper}
