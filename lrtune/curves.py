@@ -46,10 +46,10 @@ def check_lr(lr: Any, *, name: str = "lr") -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{name} must be finite: {name}[{i}] (update {i + 1}) is {arr[i]}")
+        raise ValueError(f"{name} must be finite: {name.rsplit(': ', 1)[-1]}[{i}] (update {i + 1}) is {arr[i]}")
     if (arr < 0).any():
         i = int(np.argmax(arr < 0))
-        raise ValueError(f"{name} must be >= 0: {name}[{i}] (update {i + 1}) is {arr[i]}")
+        raise ValueError(f"{name} must be >= 0: {name.rsplit(': ', 1)[-1]}[{i}] (update {i + 1}) is {arr[i]}")
     return arr
 
 
@@ -83,7 +83,7 @@ def check_loss(loss: Any, *, name: str = "loss") -> np.ndarray:
         i = int(np.argmax(bad))
         raise DivergedRunError(
             f"{name} must be finite and > 0 (a NaN, infinite or non-positive loss means a diverged "
-            f"run or a broken log): {name}[{i}] is {arr[i]}"
+            f"run or a broken log): {name.rsplit(': ', 1)[-1]}[{i}] is {arr[i]}"
         )
     return arr
 
@@ -100,6 +100,12 @@ class Curve:
     meta: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.meta is None:
+            object.__setattr__(self, "meta", {})
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"{self.name}: meta must be a dict, got {type(self.meta).__name__}")
+        if not isinstance(self.name, str):
+            object.__setattr__(self, "name", str(self.name))
         lr = check_lr(self.lr, name=f"{self.name}: lr")
         if not lr.any():
             raise ValueError(f"{self.name}: lr is 0 at every step, so the run did not train; give the LR it used")
@@ -107,9 +113,10 @@ class Curve:
         loss = check_loss(self.loss, name=f"{self.name}: loss")
         if loss.size != steps.size:
             raise ValueError(f"{self.name}: steps and loss have different lengths ({steps.size} and {loss.size})")
-        object.__setattr__(self, "steps", steps)
-        object.__setattr__(self, "loss", loss)
-        object.__setattr__(self, "lr", lr)
+        # copies: a buffer the caller reuses for the next run must not change this one
+        object.__setattr__(self, "steps", np.array(steps, copy=True))
+        object.__setattr__(self, "loss", np.array(loss, copy=True))
+        object.__setattr__(self, "lr", np.array(lr, copy=True))
 
     @property
     def peak_lr(self) -> float:
@@ -161,7 +168,14 @@ def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...])
                              f"a CSV is expected (a compressed file must be unpacked first)") from None
     if not text.strip():
         raise ValueError(f"{name}: the file is empty (expected a header row with step, lr, loss)")
-    reader = csv.reader(io.StringIO(text))
+    try:
+        return name, _parse_rows(name, text, needed)
+    except csv.Error as e:
+        raise ValueError(f"{name}: not a readable CSV file ({e})") from None
+
+
+def _parse_rows(name: str, text: str, needed: tuple[str, ...]) -> dict[str, list]:
+    reader = csv.reader(io.StringIO(text, newline=None))  # \r, \r\n and \n all end a row
     header = [h.strip().lower() for h in next(reader)]
     missing = [c for c in needed if c not in header]
     if missing:
@@ -179,13 +193,16 @@ def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...])
         step = _parse_float(row[col["step"]], f"{where}, step")
         if step is None or not float(step).is_integer():
             raise ValueError(f"{where}: step must be an integer, got {row[col['step']]!r}")
+        if abs(step) >= 2**62:
+            raise ValueError(f"{where}: step {row[col['step']].strip()} is far too large for a number of optimizer "
+                             f"updates")
         lr = _parse_float(row[col["lr"]], f"{where}, lr") if "lr" in col else None
         loss = _parse_float(row[col["loss"]], f"{where}, loss") if "loss" in col else None
         run = row[col["run"]].strip() if "run" in col else default_run
         runs.setdefault(run, []).append((int(step), lr, loss))
     if not runs:
         raise ValueError(f"{name}: the file has a header but no rows")
-    return name, runs
+    return runs
 
 
 def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -> list[Curve]:
@@ -222,13 +239,23 @@ def _check_row_steps(where: str, rows: list) -> np.ndarray:
         raise ValueError(f"{where}: duplicate step {steps[1:][d == 0][0]}")
     if (d < 0).any():
         i = int(np.argmax(d < 0))
-        raise ValueError(f"{where}: steps must be sorted increasingly: step {steps[i + 1]} comes after {steps[i]}")
+        again = " (the steps start again: two runs with one name?)" if steps[i + 1] <= steps[0] else ""
+        raise ValueError(f"{where}: steps must be sorted increasingly: step {steps[i + 1]} comes after {steps[i]}"
+                         + again)
     if steps[0] < 0:
         raise ValueError(f"{where}: steps must be >= 0, got {steps[0]}")
     return steps
 
 
 def _lr_from_rows(where: str, rows: list, last: int) -> np.ndarray:
+    known = np.unique(np.array([s for s, v, _ in rows if v is not None and 1 <= s <= last], dtype=np.int64))
+    if known.size < last:  # found without an array as long as the last step (a mistyped 1e9)
+        gap = np.flatnonzero(known != np.arange(1, known.size + 1))
+        first = int(gap[0]) + 1 if gap.size else known.size + 1
+        raise ValueError(
+            f"{where}: the LR is unknown for {last - known.size} of steps 1..{last} (first: {first}); add a row "
+            f"with the LR of every step (the loss may be empty) or pass --schedule SPEC"
+        )
     lr = np.full(last, np.nan)
     for s, v, _ in rows:
         if v is not None and s >= 1:
@@ -295,6 +322,11 @@ def write_curve_csv(curves: Sequence[Curve] | Curve, path: str | os.PathLike | i
     """Write curves in the CSV format (every step with its LR; loss where observed)."""
     if isinstance(curves, Curve):
         curves = [curves]
+    names = [c.name for c in curves]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # one file, one name per run: read back, their rows would merge into one run
+        raise ValueError(f"several curves are named {twice[0]!r}: give each run its own name "
+                         f"(dataclasses.replace(curve, name=...)) before writing them to one file")
     f = path if isinstance(path, io.TextIOBase) else open(path, "w", newline="")
     try:
         w = csv.writer(f)

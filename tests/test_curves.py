@@ -159,3 +159,41 @@ def test_an_lr_of_zero_everywhere_and_absurd_steps_are_named():
         Curve(c.steps, c.loss, np.zeros_like(c.lr), name="zero")
     with pytest.raises(ValueError, match="must be step counts, got 1e\\+30"):
         Curve([1e30], c.loss[:1], c.lr, name="big")
+
+
+def test_a_curve_keeps_its_own_copy_of_the_arrays(wsdcon):
+    # one buffer reused for runs at three peak LRs gave three curves at the last peak
+    lr_buf, loss_buf = wsdcon.lr.copy(), wsdcon.loss.copy()
+    curves = []
+    for scale in (1.0, 2.0, 4.0):
+        lr_buf[:] = wsdcon.lr * scale
+        curves.append(Curve(wsdcon.steps, loss_buf, lr_buf, name=f"x{scale:g}"))
+    lr_buf[:] = -1.0
+    loss_buf[:] = np.nan
+    assert [c.peak_lr for c in curves] == pytest.approx([wsdcon.peak_lr * k for k in (1, 2, 4)])
+    assert np.all(curves[0].loss == wsdcon.loss)
+    # a name that is not a string and meta=None are taken as a user means them
+    c = Curve(wsdcon.steps, wsdcon.loss, wsdcon.lr, name=7, meta=None)
+    assert c.name == "7" and c.meta == {}
+    with pytest.raises(ValueError, match="meta must be a dict"):
+        Curve(wsdcon.steps, wsdcon.loss, wsdcon.lr, meta=[1])
+
+
+def test_writing_two_runs_of_one_name_is_refused_and_reading_them_says_why(wsdcon, tmp_path):
+    with pytest.raises(ValueError, match="several curves are named 'wsdcon_9'"):
+        write_curve_csv([wsdcon, wsdcon], tmp_path / "two.csv")
+    text = _csv(wsdcon)
+    body = text.split("\n", 1)[1]
+    with pytest.raises(ValueError, match="the steps start again: two runs with one name"):
+        read_curves(io.StringIO(text + body))
+
+
+def test_old_mac_line_endings_huge_and_mistyped_steps(wsdcon):
+    text = _csv(wsdcon)
+    (back,) = read_curves(io.StringIO(text.replace("\n", "\r")))  # CR only
+    assert np.array_equal(back.loss, wsdcon.loss) and np.array_equal(back.lr, wsdcon.lr)
+    with pytest.raises(ValueError, match="line 3: step 1e30 is far too large"):
+        read_curves(io.StringIO("step,lr,loss\n1,0.1,3.0\n1e30,0.1,2.9\n"))
+    # a mistyped step of 1e9: the missing LRs are counted without an array of 1e9 floats
+    with pytest.raises(ValueError, match=r"the LR is unknown for 999999998 of steps 1..1000000000 \(first: 2\)"):
+        read_curves(io.StringIO("step,lr,loss\n1,0.1,3.0\n1000000000,0.1,2.9\n"))

@@ -1,5 +1,6 @@
 """The momentum law on real curves: areas, accuracy, model size, batches, peak LRs, JSON."""
 
+import re
 import time
 
 import numpy as np
@@ -259,3 +260,53 @@ def test_decay_grid_reaches_short_memories_only_for_short_runs():
     assert 1 - min(short) == pytest.approx(0.1)  # memory of 10 steps: 1/40 of the horizon
     steps = np.diff(np.log(1 - np.asarray(short)))
     assert np.all(steps > 0) and steps.max() / steps.min() < 1.2  # one density throughout
+
+
+def test_bands_of_a_batch_far_outside_the_fit_and_near_level_one():
+    train, _ = mpl_split("25M")
+    law = MomentumLaw(warmup="peak", peak_lr_exponent=1).fit(train)  # the paper's law: linear in the peak LR
+    lrs = np.stack([parse_schedule(f"cosine:steps=24000,peak={p},warmup=2160,min=0.1").lr() for p in (3e-4, 1e-2)])
+    steps = [12000, 24000]
+    pred = law.predict_interval(lrs, steps)
+    d = pred.to_dict()  # nested lists for a batch, JSON-ready
+    assert len(d["loss"]) == 2 and len(d["loss"][0]) == 2
+    ok = np.isfinite(pred.loss)
+    assert np.all(pred.lower[ok] <= pred.loss[ok]) and np.all(pred.loss[ok] <= pred.upper[ok])
+    # where the law's value is not a loss (<= 0) the prediction is nan, never a flipped band
+    raw = law.predict(lrs, steps)
+    assert raw[1, -1] < 0 and np.array_equal(np.isnan(pred.loss), raw <= 0)
+    # a level within 1e-16 of 1 has a finite band (z = 8.29, not inf)
+    near = law.predict_interval(lrs[0], steps, level=1 - 1e-16)
+    assert np.all(np.isfinite(near.upper)) and np.all(near.upper > law.predict_interval(lrs[0], steps, level=0.99).upper)
+
+
+def test_a_hand_edited_fit_is_refused_naming_the_key_and_nan_statistics_are_strict_json():
+    import json
+
+    train, _ = mpl_split("25M")
+    law = MomentumLaw().fit(train)
+    good = law.to_dict()
+    for change, message in [(lambda d: d["params"].update(decay=1.5), "parameter decay must be in (0, 1), got 1.5"),
+                            (lambda d: d["params"].update(A=-5), "parameter A must be >= 0, got -5"),
+                            (lambda d: d.update(band_growth={"horizon": 1}), "band_growth must be an object"),
+                            (lambda d: d.update(fit_horizon=-5), "fit_horizon must be a number of steps > 0"),
+                            (lambda d: d.update(fit_peak_lrs=[-1]), "fit_peak_lrs must be a list of LRs > 0"),
+                            (lambda d: d.update(law=["momentum"]), "unknown law")]:
+        d = json.loads(json.dumps(good))
+        change(d)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_law(d)
+    flat = [type(c)(c.steps, np.full(c.steps.size, 3.0), c.lr, name=c.name) for c in train]
+    text = MomentumLaw(decay=np.float32(0.99)).fit(flat).to_json()  # R^2 of flat curves is nan
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))["r2"] is None
+
+
+def test_fit_from_beyond_a_curve_and_numbers_in_messages():
+    train, _ = mpl_split("25M")
+    with pytest.raises(ValueError, match="fit_from=30000 leaves none of its points"):
+        MomentumLaw(fit_from=30000).fit(train)
+    law = MomentumLaw().fit(train)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got 1\.5$"):
+        law.predict_interval(train[0].lr, [100], level=np.float64(1.5))
+    with pytest.raises(ValueError, match="huber_delta must be a finite number > 0, got inf"):
+        MomentumLaw(huber_delta=float("inf"))

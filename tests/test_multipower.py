@@ -103,6 +103,9 @@ def test_batched_predict_equals_row_by_row(law25):
         "cosine:steps=20000,peak=5e-4,warmup=400,min=0.1",
         "constant:steps=20000,peak=3e-4,warmup=400",
         "rewarm:steps=20000,peak=3e-4,warmup=400,min=0.1,at=10000,rewarm=500,peak2=2e-4",
+        # other warmups in one batch: a row's warmup increases are left out up to its own decay
+        "cosine:steps=20000,peak=3e-4",
+        "cosine:steps=20000,peak=1e-3,warmup=2000,start=0.1",
     ]
     lr = np.array([parse_schedule(s).lr() for s in specs])
     steps = np.arange(100, T + 1, 100)
@@ -110,9 +113,13 @@ def test_batched_predict_equals_row_by_row(law25):
     assert batch.shape == (len(specs), steps.size)
     rows = np.array([law25.predict(row, steps) for row in lr])
     np.testing.assert_allclose(batch, rows, rtol=1e-9, atol=0)
-    # the re-warm (last row) raises the loss for a while after step 10000
+    # the re-warm (row 4) raises the loss for a while after step 10000
     k = np.searchsorted(steps, 10_000)
-    assert batch[-1, k + 5] > batch[-1, k]
+    assert batch[4, k + 5] > batch[4, k]
+    # decays only, other warmups (the telescoped sum of changes must leave out each row's
+    # warmup): 1.7e-4 off before, for the row warmed up longest
+    sub = lr[[0, 5, 6]]
+    np.testing.assert_allclose(law25.predict(sub, steps), rows[[0, 5, 6]], rtol=1e-7, atol=0)
 
 
 def test_json_round_trip_predicts_the_same(split25, law25):

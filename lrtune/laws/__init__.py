@@ -49,7 +49,7 @@ def load_law(source: str | os.PathLike | dict) -> Law:
             raise ValueError(f"not a fit file (invalid JSON: {e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict) or "law" not in data:
         raise ValueError("not a fit file: expected a JSON object with a 'law' key")
-    if data["law"] not in LAWS:
+    if not isinstance(data["law"], str) or data["law"] not in LAWS:
         raise ValueError(f"fit file names unknown law {data['law']!r}; known: {', '.join(LAWS)}")
     return LAWS[data["law"]].from_dict(data)
 

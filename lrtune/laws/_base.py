@@ -27,7 +27,10 @@ single fitted curve there is nothing to leave out and ``extrapolation_scale`` is
 ``2 * residual_scale``.  The growth constants ``g_h`` (``HORIZON_GROWTH``) and ``g_p``
 (``PEAK_LR_GROWTH``) were chosen on the Schaipp 124M runs (``benchmarks/bands.py``) and
 are checked on the multi-power-law split; a fit records them (``band_growth_``), so a
-fit loaded from JSON gives the same band.
+fit loaded from JSON gives the same band.  The band does not grow with the distance from
+the fitted model sizes: predicting an unseen size with the model-size law, it is too
+narrow (63.5 % of a 100M model's points inside the 90 % band from a fit on 25M and 400M,
+``benchmarks/results/bands.md``).
 """
 
 from __future__ import annotations
@@ -72,10 +75,12 @@ class Prediction:
     level: float
 
     def to_dict(self) -> dict[str, list]:
-        """Plain lists (JSON-ready): a value the law cannot give (``inf`` at a step where
-        no LR has been applied yet, ``S1 = 0``) is ``None``."""
-        def plain(a: np.ndarray) -> list:
-            return [float(x) if np.isfinite(x) else None for x in a]
+        """Plain lists (JSON-ready; nested for a batch of schedules): a value the law cannot
+        give (``inf`` at a step where no LR has been applied yet, ``S1 = 0``; ``nan`` where
+        its value is not a loss) is ``None``."""
+        def plain(a: np.ndarray) -> list:  # nested lists for a batch of schedules
+            a = np.asarray(a, dtype=np.float64)
+            return np.where(np.isfinite(a), a, None).tolist()
 
         return {
             "steps": self.steps.tolist(),
@@ -123,6 +128,35 @@ def _rms(x: np.ndarray) -> float:
 #: fitted attributes stored by ``to_dict`` (without the trailing underscore)
 _STATE = ("r2_", "mean_rel_error_", "residual_scale_", "n_points_", "fitted_on_", "extrapolation_scale_",
           "fit_horizon_", "fit_peak_lrs_", "band_growth_")
+
+
+def _show(v: Any) -> str:
+    """A value in an error message: numbers plainly (1.5, not np.float64(1.5))."""
+    return repr(float(v)) if isinstance(v, numbers.Real) and not isinstance(v, bool) else repr(v)
+
+
+_NON_NEGATIVE = frozenset({"A", "B", "C", "alpha", "beta", "gamma"})
+
+
+def _check_state(name: str, law: "Law") -> None:
+    """The band's inputs of a loaded fit: a hand-edited one fails here, naming the key."""
+    def real(v: Any) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+    g = law.band_growth_
+    if g is not None and not (isinstance(g, dict) and all(real(g.get(k)) and g[k] >= 0 for k in ("horizon", "peak_lr"))):
+        raise ValueError(f"fit of law {name!r}: band_growth must be an object with numbers >= 0 for 'horizon' and "
+                         f"'peak_lr', got {g!r}")
+    h = law.fit_horizon_
+    if h is not None and not (real(h) and h > 0):
+        raise ValueError(f"fit of law {name!r}: fit_horizon must be a number of steps > 0, got {h!r}")
+    p = law.fit_peak_lrs_
+    if p is not None and not (isinstance(p, list) and all(real(v) and v > 0 for v in p)):
+        raise ValueError(f"fit of law {name!r}: fit_peak_lrs must be a list of LRs > 0, got {p!r}")
+    for key in ("residual_scale_", "extrapolation_scale_"):
+        v = getattr(law, key, None)
+        if v is not None and not (real(v) and v >= 0):
+            raise ValueError(f"fit of law {name!r}: {key.rstrip('_')} must be a number >= 0, got {v!r}")
 
 
 def band_growth_defaults(law: str | None = None) -> dict[str, float]:
@@ -255,14 +289,17 @@ class Law(abc.ABC):
         """Prediction with a two-sided ``level`` band (module docstring for its width).
 
         The band is multiplicative, ``loss * exp(+-z * s)``; 1-d or 2-d ``lr`` as in
-        :meth:`predict`.
+        :meth:`predict`.  Where the law's value is not positive (far outside the peak LRs
+        it was fitted on) it is no loss: the prediction and band are ``nan`` there.
         """
         if isinstance(level, bool) or not (isinstance(level, numbers.Real) and 0 < level < 1):
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
+            raise ValueError(f"level must be in (0, 1), got {_show(level)}")
         self._check_fitted()
         lr, steps = self._validate(lr, steps)
         loss = self._predict_valid(lr, steps, model_size)
-        z = stats.norm.ppf(0.5 + level / 2)
+        # a law value at or below 0 (a peak LR far outside the fitted ones) is no loss: nan
+        loss = np.where(loss > 0, loss, np.nan)
+        z = float(stats.norm.isf((1 - level) / 2))  # exact also for a level within 1e-16 of 1
         s = self._band_scale(lr, steps)
         return Prediction(steps, loss, loss * np.exp(-z * s), loss * np.exp(z * s), level)
 
@@ -301,7 +338,7 @@ class Law(abc.ABC):
     def from_dict(cls, data: dict[str, Any]) -> "Law":
         if data.get("law") != cls.name:
             raise ValueError(f"this is a fit of law {data.get('law')!r}, not {cls.name!r}")
-        config, params = data.get("config", {}), data.get("params", {})
+        config, params = data.get("config") or {}, data.get("params", {})
         if not isinstance(config, dict) or not isinstance(params, dict):
             raise ValueError(f"fit of law {cls.name!r}: 'config' and 'params' must be JSON objects")
         try:
@@ -319,8 +356,15 @@ class Law(abc.ABC):
             raise ValueError(f"fit of law {cls.name!r}: parameter {bad[0]} must be a finite number, "
                              f"got {params[bad[0]]!r}")
         law.params_ = {k: float(v) for k, v in params.items()}
+        out_of_domain = [k for k, v in law.params_.items()
+                         if (k in _NON_NEGATIVE and v < 0) or (k == "decay" and not 0 < v < 1)]
+        if out_of_domain:
+            k = out_of_domain[0]
+            raise ValueError(f"fit of law {cls.name!r}: parameter {k} must be "
+                             f"{'in (0, 1)' if k == 'decay' else '>= 0'}, got {law.params_[k]:g}")
         for key in _STATE:
             setattr(law, key, data.get(key.rstrip("_")))
+        _check_state(cls.name, law)
         law._load_extra_state(data)
         return law
 
@@ -328,7 +372,18 @@ class Law(abc.ABC):
         return self.param_names
 
     def to_json(self, path: str | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
+        """The fit as strict JSON (a statistic that is not a number, like the R^2 of flat
+        curves, is ``null``)."""
+        def strict(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: strict(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [strict(x) for x in v]
+            return v
+
+        text = json.dumps(strict(self.to_dict()), indent=2, allow_nan=False)
         if path is not None:
             with open(path, "w") as f:
                 f.write(text + "\n")

@@ -70,13 +70,15 @@ give.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from scipy import optimize, signal
 
 from lrtune.curves import Curve
-from lrtune.laws._base import Law
+from lrtune.laws._base import Law, _show
 
 __all__ = ["MomentumLaw", "annealing_area", "flatten_warmup", "forward_area", "peak_lr_scale", "warmup_steps"]
 
@@ -221,9 +223,13 @@ class _Data:
             sizes = []
             for c, st, _ in kept:
                 n = c.meta.get("model_size")
-                if n is None or not np.isfinite(float(n)) or float(n) <= 0:
+                try:
+                    bad = isinstance(n, (bool, str)) or not (math.isfinite(float(n)) and float(n) > 0)
+                except (TypeError, ValueError):
+                    bad = True
+                if bad:
                     raise ValueError(f"{c.name}: meta['model_size'] must be the number of parameters (> 0) "
-                                     f"to fit the model-size law, got {n!r}")
+                                     f"to fit the model-size law, got {_show(n)}")
                 sizes.append(np.full(st.size, float(n) / N_REF))
             self.size = np.concatenate(sizes)
             self.n_sizes = _n_distinct(np.unique(self.size))
@@ -329,8 +335,9 @@ class MomentumLaw(Law):
     def __init__(self, decay: float | None = None, warmup: str = "zero",
                  peak_lr_exponent: float | str = DEFAULT_PEAK_LR_EXPONENT, model_size: bool = False,
                  huber_delta: float = 1e-3, fit_from: int | None = None) -> None:
-        if decay is not None and not (isinstance(decay, (int, float)) and 0.9 <= decay < 1):
-            raise ValueError(f"decay must be None (fitted) or in [0.9, 1), got {decay!r}")
+        if decay is not None and (isinstance(decay, bool) or not (isinstance(decay, numbers.Real) and 0.9 <= decay < 1)):
+            raise ValueError(f"decay must be None (fitted) or in [0.9, 1), got {_show(decay)}")
+        decay = None if decay is None else float(decay)
         if warmup not in _WARMUPS:
             raise ValueError(f"warmup must be one of {', '.join(_WARMUPS)}, got {warmup!r}")
         if peak_lr_exponent != "fit" and not (isinstance(peak_lr_exponent, (int, float))
@@ -338,8 +345,10 @@ class MomentumLaw(Law):
             raise ValueError(f"peak_lr_exponent must be in (0, 2] or 'fit', got {peak_lr_exponent!r}")
         if not isinstance(model_size, bool):
             raise ValueError(f"model_size must be True or False, got {model_size!r}")
-        if not (isinstance(huber_delta, (int, float)) and huber_delta > 0):
-            raise ValueError(f"huber_delta must be > 0, got {huber_delta!r}")
+        if isinstance(huber_delta, bool) or not (isinstance(huber_delta, numbers.Real) and math.isfinite(huber_delta)
+                                                 and huber_delta > 0):
+            raise ValueError(f"huber_delta must be a finite number > 0, got {_show(huber_delta)}")
+        huber_delta = float(huber_delta)
         if fit_from is not None and not (isinstance(fit_from, (int, np.integer)) and fit_from >= 0):
             raise ValueError(f"fit_from must be None (the end of warmup) or an integer step >= 0, got {fit_from!r}")
         self.decay = None if decay is None else float(decay)
@@ -357,17 +366,26 @@ class MomentumLaw(Law):
     def from_dict(cls, data: dict[str, Any]) -> "MomentumLaw":
         """A fitted law from ``to_dict`` output.  A fit whose config has no ``warmup``
         is the plain law with the paper's warmup and a fixed ``decay``, and loads as such."""
-        config = dict(data.get("config", {}))
+        config, params = data.get("config") or {}, data.get("params") or {}
+        if not isinstance(config, dict) or not isinstance(params, dict):
+            raise ValueError(f"fit of law {cls.name!r}: 'config' and 'params' must be JSON objects")
+        config = dict(config)
         if data.get("law") == cls.name and "warmup" not in config:
-            decay = float(config.get("decay") or 0.999)
+            try:
+                decay = float(config.get("decay") or 0.999)
+            except (TypeError, ValueError):
+                raise ValueError(f"fit of law {cls.name!r}: decay must be a number, got {config.get('decay')!r}") from None
             config.update(decay=decay, warmup="peak", peak_lr_exponent=1.0)
-            params = {"decay": decay, "peak_lr_exponent": 1.0, **data.get("params", {})}
+            params = {"decay": decay, "peak_lr_exponent": 1.0, **params}
             data = {**data, "config": config, "params": params}
         return super().from_dict(data)
 
     def _fit_mask(self, curve: Curve) -> np.ndarray:
         first = warmup_steps(curve.lr) + 1 if self.fit_from is None else self.fit_from
         keep = curve.steps >= first
+        if not keep.any() and self.fit_from is not None:  # asked for: no silent fit on the warmup
+            raise ValueError(f"{curve.name}: fit_from={self.fit_from} leaves none of its points (the last is at step "
+                             f"{int(curve.steps[-1])}); lower fit_from or leave this curve out")
         return keep if keep.any() else np.ones(curve.steps.size, bool)
 
     def param_names_for_load(self) -> tuple[str, ...]:
@@ -381,8 +399,12 @@ class MomentumLaw(Law):
             if model_size is None:
                 raise ValueError("model_size is required: this law was fitted with the model-size term; "
                                  "pass model_size=N (number of parameters)")
-            if not (np.isfinite(model_size) and model_size > 0):
-                raise ValueError(f"model_size must be a number of parameters > 0, got {model_size!r}")
+            try:
+                ok = float(model_size) > 0 and math.isfinite(float(model_size))
+            except (TypeError, ValueError):
+                ok = False
+            if isinstance(model_size, (bool, str)) or not ok:
+                raise ValueError(f"model_size must be a number of parameters > 0, got {_show(model_size)}")
             L0 = L0 + params["B"] * float(model_size) ** (-params["beta"])
             C = C * float(model_size) ** params["gamma"]
         lr = np.asarray(lr, dtype=np.float64)

@@ -120,7 +120,8 @@ def _binned_changes(lr: np.ndarray, steps: np.ndarray, bin_ratio: float, f: np.n
     window = lr[:, i0 - 1 - start : hi - start]  # updates i0 .. hi (1-based)
     d = window[:, :-1] - window[:, 1:]
     d_min = d.min(axis=1)
-    if (d_min < 0).any():  # some increases: leave out those before each row's decay
+    masked = bool((d_min < 0).any())
+    if masked:  # some increases: leave out those before each row's decay
         d = np.where(np.arange(i0, hi)[None, :] >= f[:, None], d, 0.0)
         d_min = d.min(axis=1)
     rises = d_min < -_RISE * window.max(axis=1)
@@ -141,7 +142,8 @@ def _binned_changes(lr: np.ndarray, steps: np.ndarray, bin_ratio: float, f: np.n
         parts = [(1.0, d)]
     out = []
     for sign, w in parts:
-        q_w = window[:, :1] - window if len(parts) == 1 else prefix(w)
+        # the telescoped sum holds only where no increase was left out (rows of one warmup)
+        q_w = window[:, :1] - window if len(parts) == 1 and not masked else prefix(w)
         qs = (q_w, prefix(w * area[:, :-1]), prefix(w * log_eta))
         for n, weight in grids:
             W, Wa, Wl = ((lambda g: g[..., :-1] - g[..., 1:])(q[:, n]) for q in qs)
@@ -442,7 +444,8 @@ class MultiPowerLaw(Law):
     any law, that run ends 0.094 below the constant run at equal area (25M) and
     ``cosine_24000`` 0.108 below: a longer cosine keeps less of its drop, while the law's
     drop can only grow with the area ``S_k``.  Fitting takes about 0.15 s (0.4 s with the
-    band's refits); 1,000 WSD candidates of 50,000 steps at 100 steps each take about
+    band's refits) on the ~450 points of the split; its cost grows with the number of
+    logged points (about 13 s for 12,000), so thin out a curve logged at every step; 1,000 WSD candidates of 50,000 steps at 100 steps each take about
     0.5 s (``benchmarks/speed.py``).
 
     >>> from lrtune.datasets import mpl_split
