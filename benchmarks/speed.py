@@ -239,7 +239,7 @@ def time_suggest(law, name: str, T: int, k: int) -> tuple[float, float, float, i
     assert n == res.n_candidates, (n, res.n_candidates)
     pick = np.linspace(0, n - 1, k).astype(int)
     final = np.array([T])
-    per_s, per = timed(lambda: [law.predict(cand[i], final)[0] for i in pick])
+    per_s, per = timed(lambda: [law.predict(cand[i], final)[0] for i in pick], repeat=3)  # a few calls: median
     loop_s, loop = timed(lambda: [LOOPS[name](cand[i], final, law)[0] for i in pick])
     assert np.allclose(per, loop, rtol=1e-5), (per, loop)
     return lrtune_s, per_s * n / k, loop_s * n / k, n
@@ -259,7 +259,10 @@ def suggest_section(laws: dict) -> None:
            "ratio", "per-step loop per candidate (s, extrap.)", "loop / lrtune"], rows)
     emit("`suggest(law, 50000, peaks)`: its 20 default shapes (cosine, linear, WSD with cooldown 0.1..0.8 x "
          "linear / 1-sqrt / cosine; warmup 1,000 steps) x 50 peak LRs log-spaced in [1e-4, 3e-3], median of 3, "
-         "including building the candidates and ranking them. The baselines score the same candidates' final "
+         "including building the candidates and ranking them. The momentum law's areas are linear in the LR, so "
+         "suggest integrates each shape once and rescales it for the 50 peaks (`MomentumLaw.predict_peaks`); the "
+         "multi-power law's are not, and every candidate is predicted (in batches). The baselines score the same "
+         "candidates' final "
          "loss one at a time: a 1-d `law.predict(lr, [T])` call each, or the per-step loop of section 1 "
          "(20 candidates for momentum, 4 for multi-power, spread over the list; extrapolated linearly to "
          "all; checked against each other to 1e-5).")

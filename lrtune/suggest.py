@@ -349,11 +349,14 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
 
     # candidate row k*P + p is peak p of shape k; blocks of rows are filled by broadcasting
     # into one reused buffer (fresh large arrays cost a page fault per 4 kB on first touch)
+    per_peak = None if getattr(law, "model_size", False) else getattr(law, "predict_peaks", None)
     rows = max(1, min(_BLOCK_ELEMENTS // T, K * P))
-    buf = np.empty((rows, T))
+    buf = np.empty((rows, T)) if per_peak is None else None
     flat = np.empty(K * P)
     final = np.array([T])
-    for a in range(0, K * P, rows):
+    for k in range(K if per_peak is not None else 0):  # a law linear in the LR: one pass per shape
+        flat[k * P:(k + 1) * P] = per_peak(eta(k), peaks, final)[:, -1]
+    for a in range(0, K * P if per_peak is None else 0, rows):
         b = min(a + rows, K * P)
         i = a
         while i < b:  # one segment per shape in the block

@@ -1,7 +1,6 @@
 """The momentum law on real curves: areas, accuracy, model size, batches, peak LRs, JSON."""
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -109,14 +108,12 @@ def test_wsd_cooldown_drop_is_predicted_from_constant_and_cosine():
     assert np.mean(np.abs(pred - wsd.loss) / wsd.loss) < 0.004
 
 
-def test_fit_is_deterministic_and_fast(mpl25):
+def test_fit_is_deterministic(mpl25):
+    # (its speed is measured by benchmarks/speed.py against a per-step loop, not asserted here)
     train = mpl25[0]
-    t0 = time.perf_counter()
     a = MomentumLaw().fit(train)
-    elapsed = time.perf_counter() - t0  # with the 3 leave-one-out refits of the band
     b = MomentumLaw().fit(train)
     assert a.params_ == b.params_ and a.extrapolation_scale_ == b.extrapolation_scale_
-    assert elapsed < 2.5
 
 
 def test_fixed_decay_and_peak_warmup_are_settings_that_change_the_fit(mpl25):
@@ -187,14 +184,12 @@ def test_batched_prediction_equals_row_by_row(mpl25):
         assert np.allclose(batch, rows, rtol=1e-12, atol=0)
 
 
-def test_thousand_wsd_candidates_of_50k_steps_are_predicted_in_under_a_second(mpl25):
+def test_thousand_wsd_candidates_of_50k_steps_in_one_batch_equal_one_at_a_time(mpl25):
+    # (the batch's speed is measured by benchmarks/speed.py, not asserted here)
     law = MomentumLaw().fit(mpl25[0], band=False)
     lr = _wsd_candidates()
     steps = np.linspace(500, 50000, 100).astype(int)
-    law.predict(lr[:10], steps)
-    t0 = time.perf_counter()
     out = law.predict(lr, steps)
-    assert time.perf_counter() - t0 < 1.0
     assert out.shape == (1000, 100) and np.all(np.isfinite(out))
     assert np.allclose(out[::97], np.stack([law.predict(r, steps) for r in lr[::97]]), rtol=1e-12)
 

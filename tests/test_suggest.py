@@ -82,16 +82,6 @@ def test_batched_prediction_equals_one_schedule_at_a_time(law25):
     assert band.loss.shape == (len(shapes), 2) and np.all(band.lower < band.upper)
 
 
-def test_suggest_scores_at_least_10000_candidates_per_second(law25):
-    peaks = np.geomspace(1e-4, 1e-3, 50)
-    suggest(law25, 24000, peaks[:2], warmup=2160, top=0)  # warm up caches
-    runs = [suggest(law25, 24000, peaks, warmup=2160, top=0) for _ in range(3)]
-    assert all(r.n_candidates == 1000 for r in runs)
-    # CPU time of this process: wall time on a shared machine measures the neighbours
-    best = max(r.candidates_per_cpu_second for r in runs)
-    assert best >= 10_000, best
-
-
 def test_free_form_schedule_is_never_worse_than_the_best_candidate_and_never_rises(law25):
     r = suggest(law25, 24000, [3e-4], warmup=2160, top=0)
     ff = optimize_free_form(law25, 24000, peak_range=(1e-4, 3e-4), warmup=2160, init=r.best, max_iter=15)
@@ -272,3 +262,28 @@ def test_cli_suggest_option_conflicts_and_steps(files, capsys):
     assert main(["suggest", train, "--steps", "2.4e4", "--fit", fit, "--peak-lrs", "2e-4,3e-4", "--format",
                  "json"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 24000
+
+
+def test_momentum_law_scores_every_peak_of_a_shape_from_one_pass(law25):
+    # both areas are linear in the LR: predict_peaks equals predicting each scaled schedule
+    peaks = np.geomspace(1e-4, 3e-3, 7)
+    for spec in ("wsd:steps=24000,peak=1,warmup=2160,cooldown=0.2,shape=1-sqrt",
+                 "cosine:steps=24000,peak=1,warmup=2160,start=0.1,min=0.1"):
+        eta = parse_schedule(spec).lr()
+        steps = [3000, 12000, 24000]
+        one = law25.predict_peaks(eta, peaks, steps)
+        each = law25.predict(peaks[:, None] * eta[None, :], steps)
+        np.testing.assert_allclose(one, each, rtol=1e-12)
+    # suggest ranks with it exactly as with the batched predictions of a law without it
+    class Batched:
+        name, model_size = law25.name, False
+
+        def predict(self, lr, steps):
+            return law25.predict(lr, steps)
+
+        def predict_interval(self, lr, steps, level=0.9):
+            return law25.predict_interval(lr, steps, level=level)
+    a = suggest(law25, 24000, [2e-4, 3e-4, 5e-4], warmup=2160, top=3)
+    b = suggest(Batched(), 24000, [2e-4, 3e-4, 5e-4], warmup=2160, top=3)
+    assert [s.schedule for s in [a.best, *a.alternatives]] == [s.schedule for s in [b.best, *b.alternatives]]
+    assert a.best.predicted_loss == pytest.approx(b.best.predicted_loss, rel=1e-12)

@@ -417,6 +417,28 @@ class MomentumLaw(Law):
         return np.concatenate([self._loss(lr[a:a + rows], plan, r, L0, A, alpha, C, buf)
                                for a in range(0, lr.shape[0], rows)])
 
+    def predict_peaks(self, lr: Any, peaks: Any, steps: Any = None) -> np.ndarray:
+        """``predict(p * lr / max(lr), steps)`` for every peak LR ``p`` of ``peaks``, an array
+        ``(len(peaks), len(steps))``, from one pass over the schedule: both areas are linear
+        in the LR, so the schedule's shape is integrated once and each peak only rescales
+        them (``lrtune suggest`` scores every peak of a shape this way)."""
+        self._check_fitted()
+        if self.model_size:
+            raise ValueError("predict_peaks: this law has the model-size term; use predict(..., model_size=N)")
+        lr, steps = self._validate(lr, steps)
+        if lr.ndim != 1:
+            raise ValueError(f"predict_peaks takes one schedule shape (1-d lr), got shape {lr.shape}")
+        peaks = np.asarray(peaks, dtype=np.float64).ravel()
+        if peaks.size == 0 or not np.all(np.isfinite(peaks) & (peaks > 0)):
+            raise ValueError(f"peaks must be finite numbers > 0, got {[float(v) for v in peaks]}")
+        p = self.params_
+        plan = _Plan(steps, p["decay"])
+        shape = lr / lr.max()
+        s1, s2 = plan.forward_area(shape), plan.annealing_area(shape, self.warmup)
+        k = peaks ** p["peak_lr_exponent"]  # the law sees lr * peak^(r - 1): the areas of the shape times peak^r
+        with np.errstate(divide="ignore"):
+            return p["L0"] + p["A"] * (k[:, None] * s1[None, :]) ** (-p["alpha"]) - p["C"] * k[:, None] * s2[None, :]
+
     def _loss(self, lr: np.ndarray, plan: _Plan, r: float, L0: float, A: float, alpha: float, C: float,
               buf: np.ndarray | None = None) -> np.ndarray:
         scale = np.expand_dims(peak_lr_scale(lr, r), -1)
