@@ -17,7 +17,9 @@ What is logged
     The validation loss (mean cross-entropy in nats per byte over fixed validation windows)
     every ``eval_every`` updates and after the last one, and the LR of every update.  One
     CSV per run in the project's curve format (columns run, step, lr, loss; read it back
-    with :func:`lrtune.read_curves`) and one JSON per run with its settings and results;
+    with :func:`lrtune.read_curves`; a run that diverged before its first evaluation has
+    LRs and no loss, and its JSON says ``diverged: true``) and one JSON per run with its
+    settings and results;
     ``runs.csv`` indexes the JSONs.
 
 A real sweep
@@ -283,6 +285,11 @@ def build_grid(schedules: Iterable[str], horizons: Iterable[int], peaks: Iterabl
             for h in sorted(horizons, reverse=True):
                 sched = parse_schedule(SCHEDULES[s](h, p, warmup))
                 runs.append(Run(f"{s}_h{h}_p{peak_label(p)}", s, sched.spec(), sched.peak, h, sched.lr()))
+    names = [r.name for r in runs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # one file per name: the second run would overwrite the first
+        raise ValueError(f"peak LRs {sorted(r.peak for r in runs if r.name == twice[0])} share the run name {twice[0]} "
+                         f"(names keep 3 significant digits): give peaks that differ in them")
     return runs
 
 
@@ -510,6 +517,26 @@ def is_finished(out: str, run: Run) -> bool:
     return all(os.path.exists(p) for p in run_paths(out, run))
 
 
+#: settings a finished run must share with this invocation to count as one of its runs
+SAME_SETTINGS = ("seed", "model", "data", "optimizer", "eval")
+
+
+def other_settings(out: str, runs: list[Run], settings: dict) -> str | None:
+    """Why a finished run under ``out`` is not a run of this grid and these settings (None
+    if every one is): a finished run is skipped, so one made otherwise would pass for it."""
+    for run in runs:
+        if not is_finished(out, run):
+            continue
+        with open(run_paths(out, run)[1]) as f:
+            meta = json.load(f)
+        if meta.get("spec") != run.spec:
+            return f"{run.name} was made with schedule {meta.get('spec')}, not {run.spec}"
+        for key in SAME_SETTINGS:
+            if meta.get(key) != settings[key]:
+                return f"{run.name} was made with other {key} settings (it has {meta.get(key)}, this command asks for {settings[key]})"
+    return None
+
+
 def write_run(out: str, run: Run, result: dict, settings: dict) -> dict:
     """The run's curve CSV, then its JSON (a run counts as finished once both exist)."""
     from lrtune.curves import Curve, write_curve_csv
@@ -574,6 +601,7 @@ def read_index(out: str) -> list[dict]:
 
 
 def write_index(out: str, metas: list[dict]) -> None:
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "runs.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(INDEX_COLUMNS)
@@ -664,6 +692,8 @@ def _ints(text: str) -> list[int]:
 def _names(text: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     bad = [n for n in names if n not in SCHEDULES]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no schedule given; known: {', '.join(SCHEDULES)}")
     if bad:
         raise argparse.ArgumentTypeError(f"unknown schedule(s) {', '.join(bad)}; known: {', '.join(SCHEDULES)}")
     return names
@@ -703,6 +733,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         values = getattr(args, name)
         if not values or any(v <= 0 for v in values):
             p.error(f"--{name} must be positive numbers, got {values}")
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        p.error(f"--max-minutes must be > 0, got {args.max_minutes}")
     if args.warmup < 0 or args.eval_every < 1:
         p.error(f"--warmup must be >= 0 and --eval-every >= 1, got {args.warmup} and {args.eval_every}")
     return args
@@ -717,6 +751,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    try:  # an unwritable output or report folder, or a device torch lacks, before any training
+        os.makedirs(os.path.join(args.out, "curves"), exist_ok=True)
+        if args.report:
+            os.makedirs(os.path.dirname(os.path.abspath(args.report)), exist_ok=True)
+        torch.zeros(1, device=args.device)
+    except (OSError, RuntimeError) as e:
+        print(f"generate_curves: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     cfg = MODEL_SIZES[args.model_size]
     data = load_data()
@@ -736,6 +778,11 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "torch": torch.__version__,
     }
+    why = other_settings(args.out, runs, settings)
+    if why:
+        print(f"generate_curves: {args.out} already holds runs made otherwise: {why}; use another --out, or "
+              f"delete those runs to make them again", file=sys.stderr)
+        return 2
     cache_context = {k: settings[k] for k in ("seed", "model", "optimizer", "device", "torch")}
     cache_context.update(data=data.sha256, eval=settings["eval"])
     cache = Cache(None if args.no_cache else args.cache, cache_context)

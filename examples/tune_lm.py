@@ -193,6 +193,16 @@ def run_ray(s: dict, out: str, seed: int) -> dict:
                    sum(r[1] for r in rows), len(rows) * steps, time.time() - t0, {})
 
 
+def _lr_range(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}") from None
+    if len(values) != 2 or not 0 < values[0] < values[1]:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH with 0 < LOW < HIGH, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=["optuna", "ray"])
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="optimizer steps per trial (default 400; --tiny 60)")
     p.add_argument("--eval-every", type=int, help="steps between validation losses (default 20; --tiny 10)")
     p.add_argument("--tiny", action="store_true", help="a tiny model and horizon: the whole run takes seconds")
-    p.add_argument("--peak-lr", type=lambda t: tuple(float(x) for x in t.split(",")), metavar="LOW,HIGH",
+    p.add_argument("--peak-lr", type=_lr_range, metavar="LOW,HIGH",
                    help="range of the peak LR (default 3e-4,2e-2; --tiny 1e-3,3e-2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="tune_lm_out", help="folder for the study / Ray results (default tune_lm_out)")
@@ -209,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("trials", "steps", "eval_every", "peak_lr"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
+    if s["trials"] < 1 or s["eval_every"] < 1 or s["steps"] < 2:
+        p.error(f"--trials and --eval-every must be >= 1 and --steps >= 2, got {s['trials']}, {s['eval_every']} "
+                f"and {s['steps']}")
+    try:  # a horizon too short for the space's warmup and cooldowns
+        make_space(s)
+    except ValueError as e:
+        p.error(str(e))
     os.makedirs(args.out, exist_ok=True)
     print(f"tune_lm {args.mode}: {s['trials']} trials x {s['steps']} steps, model {s['model']}, "
           f"loss every {s['eval_every']} steps, peak LR {s['peak_lr']}, wsd/cosine -> {args.out}")

@@ -197,3 +197,14 @@ def test_old_mac_line_endings_huge_and_mistyped_steps(wsdcon):
     # a mistyped step of 1e9: the missing LRs are counted without an array of 1e9 floats
     with pytest.raises(ValueError, match=r"the LR is unknown for 999999998 of steps 1..1000000000 \(first: 2\)"):
         read_curves(io.StringIO("step,lr,loss\n1,0.1,3.0\n1000000000,0.1,2.9\n"))
+
+
+def test_bundled_loaders_refuse_misspelt_columns_and_take_one_name():
+    from lrtune.datasets import load_schaipp
+
+    with pytest.raises(ValueError, match="unknown Schaipp column"):
+        load_schaipp(shedule="wsd")  # selected nothing, silently
+    (c,) = load_mpl("25M", "cosine_24000")  # one name, not its letters
+    assert c.name == "cosine_24000"
+    with pytest.raises(ValueError, match="no loss at or before max_step=1000"):
+        load_mpl("25M", ["cosine_24000"], max_step=1000)

@@ -53,3 +53,12 @@ def test_ray_tiny(tmp_path):
     assert math.isfinite(result["best_loss"]) and result["best_loss"] < UNTRAINED - 1.0
     assert result["best_spec"].split(":")[0] in ("wsd", "cosine")
     assert result["steps_used"] <= result["steps_all"] == 6 * 60
+
+
+@pytest.mark.parametrize("argv, message", [(["--trials", "0"], "--trials and --eval-every must be >= 1"),
+                                           (["--steps", "30"], "does not fit after a warmup"),
+                                           (["--peak-lr", "1e-3"], "expected LOW,HIGH with 0 < LOW < HIGH")])
+def test_bad_arguments_are_usage_errors(tmp_path, argv, message):
+    proc = subprocess.run([sys.executable, SCRIPT, "optuna", "--tiny", "--out", str(tmp_path), *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -97,6 +97,29 @@ def test_second_invocation_skips_finished_runs(quick, capsys):
     assert {f: os.stat(f).st_mtime_ns for f in files} == before
 
 
+def test_finished_runs_made_with_other_settings_are_not_passed_off_as_this_grids(quick, capsys):
+    # the second invocation used to report them finished and keep the old results
+    gen, out, cache = quick
+    files = [os.path.join(out, "curves", f) for f in sorted(os.listdir(os.path.join(out, "curves")))]
+    before = {f: os.stat(f).st_mtime_ns for f in files}
+    capsys.readouterr()
+    assert run_main(gen, "--quick", "--out", out, "--cache", cache, "--keep-cache", "--seed", "1") == 2
+    err = capsys.readouterr().err
+    assert "already holds runs made otherwise" in err and "other seed settings (it has 0, this command asks for 1)" in err
+    assert {f: os.stat(f).st_mtime_ns for f in files} == before
+
+
+def test_peaks_that_share_a_run_name_and_an_unusable_output_are_refused_before_training(gen, tmp_path, capsys):
+    capsys.readouterr()
+    assert run_main(gen, "--quick", "--out", str(tmp_path / "a"), "--peaks", "1e-3,1.0001e-3") == 2
+    assert "share the run name constant_h30_p0.001" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert run_main(gen, "--quick", "--out", str(tmp_path / "file" / "sub")) == 2
+    assert "generate_curves: NotADirectoryError" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gen.parse_args(["--quick", "--out", str(tmp_path / "b"), "--threads", "0"])
+
+
 def test_a_run_resumed_from_a_shared_prefix_equals_one_trained_from_step_0(quick, tmp_path):
     gen, out, _ = quick
     scratch = str(tmp_path / "scratch")

@@ -234,7 +234,7 @@ def suggest_schedule(trial: optuna.trial.BaseTrial, space: ScheduleSpace) -> Sch
 def _range(name: str, value: Any, kind: type, ok: Any, allowed: str) -> tuple[Any, Any]:
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2:
-        raise ValueError(f"{name} must be one value or a (low, high) pair, got {value!r}")
+        raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
     try:
         if kind is int and not all(isinstance(v, (int, np.integer)) for v in pair):
             raise TypeError

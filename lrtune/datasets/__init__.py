@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import numbers
 import os
 from collections import defaultdict
 
@@ -75,10 +76,14 @@ def load_mpl(model: str = "25M", schedules: tuple[str, ...] | list[str] | None =
     """
     if model not in MPL_MODELS:
         raise ValueError(f"model must be one of {', '.join(MPL_MODELS)}, got {model!r}")
+    if isinstance(schedules, str):  # one name, not its letters
+        schedules = [schedules]
     schedules = list(MPL_SCHEDULES if schedules is None else schedules)
     unknown = [s for s in schedules if s not in MPL_SCHEDULES]
     if unknown:
         raise ValueError(f"unknown MPL schedule(s) {unknown}; known: {', '.join(MPL_SCHEDULES)}")
+    if max_step is not None and (isinstance(max_step, bool) or not isinstance(max_step, numbers.Integral)):
+        raise ValueError(f"max_step must be an integer step, got {max_step!r}")
     points, lrs = _mpl_tables()
     out = []
     for sched in schedules:
@@ -88,6 +93,8 @@ def load_mpl(model: str = "25M", schedules: tuple[str, ...] | list[str] | None =
         loss = pts[:, 1]
         if max_step is not None:
             keep = steps <= max_step
+            if not keep.any():
+                raise ValueError(f"{sched}: no loss at or before max_step={max_step} (the first is at step {steps[0]})")
             steps, loss = steps[keep], loss[keep]
         out.append(Curve(steps, loss, lrs[key], name=sched,
                          meta={"model_size": MODEL_SIZES[model], "spec": MPL_SPECS[sched], "model": model}))
@@ -154,8 +161,13 @@ def load_schaipp(keys: list[str] | None = None, root: str | None = None, metric:
     """
     if metric not in SCHAIPP_METRICS:
         raise ValueError(f"metric must be one of {SCHAIPP_METRICS}, got {metric!r}")
+    if isinstance(keys, str):  # one key, not its letters
+        keys = [keys]
     root = root or _default_schaipp_root()
     runs, points = _schaipp_tables(root)
+    unknown = sorted(set(where) - set(runs[0])) if runs else []
+    if unknown:  # a misspelt column selected nothing, silently
+        raise ValueError(f"unknown Schaipp column(s) {', '.join(unknown)}; runs.csv has {', '.join(runs[0])}")
     series = points[metric]
     rows = [r for r in runs if (keys is None or r["key"] in keys)
             and all(r.get(k) == str(v) for k, v in where.items())]
@@ -180,8 +192,8 @@ def schaipp_spec(meta: dict) -> str:
     """The lrtune spec of a Schaipp run from its ``runs.csv`` row (``Curve.meta``): WSD
     (linear or 1-sqrt cooldown), constant, or cosine to ``final_lr``.  Cosine runs are torch
     ``OneCycleLR`` with a cosine warmup: the spec's linear warmup differs over the first 300
-    updates only (after them the LR agrees to 1e-4 of the peak; ``lr_from_torch`` gives the
-    exact array)."""
+    updates only (after them the LR agrees to 6e-4 of the peak, to 1e-4 for most runs;
+    ``lr_from_torch`` gives the exact array)."""
     h, lr = int(meta["horizon"]), float(meta["base_lr"])
     if meta["schedule"] == "wsd":
         shape = {"linear": "linear", "sqrt": "1-sqrt"}[meta["decay_type"]]
