@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lrtune.curves import check_lr, check_steps
+from lrtune.curves import check_lr, check_steps, show_value
 from lrtune.schedules import Schedule, parse_schedule
 
 __all__ = [
@@ -83,14 +83,6 @@ def normalized_lr(schedule: Any) -> np.ndarray:
     if not (eta > 0).any():
         raise ValueError("eta must have at least one LR > 0 (an all-zero schedule never moves)")
     return eta
-
-
-def _plain(v: Any) -> str:
-    """A value in an error message: numbers plainly (2.0, not np.float64(2.0))."""
-    try:
-        return repr(float(v)) if not isinstance(v, (bool, str)) else repr(v)
-    except (TypeError, ValueError):
-        return repr(v)
 
 
 def _positive_scalar(name: str, value: Any) -> float:
@@ -204,7 +196,7 @@ def omega(eta: Any, gamma: Any, G: Any = 1.0, D: float = 1.0):
     t1, t2, t3 = bound_terms(eta, G, D)
     g = np.asarray(gamma, dtype=np.float64)
     if not np.all(np.isfinite(g) & (g > 0)):
-        raise ValueError(f"gamma must be finite and > 0, got {_plain(gamma)}")
+        raise ValueError(f"gamma must be finite and > 0, got {show_value(gamma)}")
     out = t1 / g + g * (t2 + t3)
     return float(out) if out.ndim == 0 else out
 
@@ -285,7 +277,7 @@ def convex_schedule(family: str, horizon: int, cooldown_fraction: float = 0.2, s
     if not (isinstance(horizon, (int, np.integer)) and horizon >= 1):
         raise ValueError(f"horizon must be an integer >= 1, got {horizon!r}")
     if not (math.isfinite(final_lr) and 0 <= final_lr < 1):
-        raise ValueError(f"final_lr must be a fraction of the peak in [0, 1), got {_plain(final_lr)}")
+        raise ValueError(f"final_lr must be a fraction of the peak in [0, 1), got {show_value(final_lr)}")
     n = int(horizon) + 1
     if family == "constant":
         return np.ones(n - 1)
@@ -296,7 +288,7 @@ def convex_schedule(family: str, horizon: int, cooldown_fraction: float = 0.2, s
     if isinstance(cooldown_fraction, (bool, str)) or not (isinstance(cooldown_fraction, numbers.Real)
                                                           and math.isfinite(cooldown_fraction)
                                                           and 0 < cooldown_fraction <= 1):
-        raise ValueError(f"cooldown_fraction must be in (0, 1], got {_plain(cooldown_fraction)}")
+        raise ValueError(f"cooldown_fraction must be in (0, 1], got {show_value(cooldown_fraction)}")
     start = min(int(math.floor((1.0 - cooldown_fraction) * n + 1e-9)), n - 2)
     eta = np.ones(n)
     u = np.linspace(0.0, 1.0, n - start)

@@ -16,12 +16,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import numbers
 import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 __all__ = ["Curve", "DivergedRunError", "read_curves", "read_lr_csv", "write_curve_csv", "check_lr", "check_steps", "check_loss"]
+
+
+def show_value(v: Any) -> str:
+    """A value in an error message: numbers plainly (1.5, not np.float64(1.5))."""
+    return repr(float(v)) if isinstance(v, numbers.Real) and not isinstance(v, bool) else repr(v)
 
 
 class DivergedRunError(ValueError):
@@ -286,14 +292,8 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
             raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has a loss at step {loss_steps[-1]}")
         given = [(s, v) for s, v, _ in rows if v is not None and 1 <= s <= lr.size]
         if given:  # the file's own LRs must be the schedule's
-            at = np.array([s for s, _ in given], dtype=np.int64)
-            file_lr = np.array([v for _, v in given])
-            bad = ~np.isclose(file_lr, lr[at - 1], rtol=1e-6, atol=1e-9 * float(np.max(np.abs(lr))))
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise ValueError(f"{where}: the file's lr at step {at[i]} is {file_lr[i]:.8g} but the schedule gives "
-                                 f"{lr[at[i] - 1]:.8g} ({int(bad.sum())} steps differ); drop --schedule to use the "
-                                 f"file's LRs, or fix the spec")
+            _check_agrees(where, "file", np.array([s for s, _ in given], dtype=np.int64),
+                          np.array([v for _, v in given]), lr)
         if any(v is not None and s > lr.size for s, v, _ in rows):
             raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has an LR at step {int(steps[-1])}")
     else:
@@ -308,14 +308,19 @@ def with_schedule_lr(curve: Curve, lr: np.ndarray, where: str) -> Curve:
         raise ValueError(f"{where}: the schedule has {lr.size} steps but the run has a loss at step {curve.steps[-1]}")
     if curve.lr.size > lr.size:
         raise ValueError(f"{where}: the schedule has {lr.size} steps but the run has an LR at step {curve.lr.size}")
-    n = curve.lr.size
-    bad = ~np.isclose(curve.lr, lr[:n], rtol=1e-6, atol=1e-9 * float(np.max(np.abs(lr))))
+    _check_agrees(where, "run", np.arange(1, curve.lr.size + 1), curve.lr, lr)
+    return dataclasses.replace(curve, lr=lr)
+
+
+def _check_agrees(where: str, whose: str, at: np.ndarray, given: np.ndarray, lr: np.ndarray) -> None:
+    """The LRs ``given`` at (1-based) steps ``at`` by a file or a stored run must be those of
+    the schedule ``lr`` given for it too; a ValueError names the first step that differs."""
+    bad = ~np.isclose(given, lr[at - 1], rtol=1e-6, atol=1e-9 * float(np.max(np.abs(lr))))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"{where}: the run's lr at step {i + 1} is {curve.lr[i]:.8g} but the schedule gives "
-                         f"{lr[i]:.8g} ({int(bad.sum())} steps differ); drop --schedule to use the run's LRs, or fix "
-                         f"the spec")
-    return dataclasses.replace(curve, lr=lr)
+        raise ValueError(f"{where}: the {whose}'s lr at step {at[i]} is {given[i]:.8g} but the schedule gives "
+                         f"{lr[at[i] - 1]:.8g} ({int(bad.sum())} steps differ); drop --schedule to use the "
+                         f"{whose}'s LRs, or fix the spec")
 
 
 def write_curve_csv(curves: Sequence[Curve] | Curve, path: str | os.PathLike | io.TextIOBase) -> None:

@@ -516,7 +516,7 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
     items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
     from lrtune.schedules import parse_schedule
 
-    schedule_lr = None if schedule is None else parse_schedule(schedule).lr()  # a bad spec fails here, once
+    schedule_lr = None  # the LR array of ``schedule``, built for the first stored run (files build their own)
     out: list[Curve] = []
     store: Store | None = None
     where = ""
@@ -538,9 +538,11 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
                 curves = store.get_curves([item])
             except ValueError:
                 raise ValueError(f"no such file or stored run: {item} (runs are looked up in {store})") from None
-            # a schedule given for a stored run must agree with its LRs, as with a file's
-            out.extend(c if schedule_lr is None else with_schedule_lr(c, schedule_lr, f"stored run {c.name}")
-                       for c in curves)
+            if schedule is not None:  # a schedule given for a stored run must agree with its LRs, as with a file's
+                if schedule_lr is None:
+                    schedule_lr = parse_schedule(schedule).lr()
+                curves = [with_schedule_lr(c, schedule_lr, f"stored run {c.name}") for c in curves]
+            out.extend(curves)
     finally:
         if store is not None:
             store.close()

@@ -347,24 +347,26 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
             cache[k] = shapes_[k].lr()
         return cache[k]
 
-    # candidate row k*P + p is peak p of shape k; blocks of rows are filled by broadcasting
-    # into one reused buffer (fresh large arrays cost a page fault per 4 kB on first touch)
+    # candidate row k*P + p is peak p of shape k
     per_peak = None if getattr(law, "model_size", False) else getattr(law, "predict_peaks", None)
-    rows = max(1, min(_BLOCK_ELEMENTS // T, K * P))
-    buf = np.empty((rows, T)) if per_peak is None else None
     flat = np.empty(K * P)
     final = np.array([T])
-    for k in range(K if per_peak is not None else 0):  # a law linear in the LR: one pass per shape
-        flat[k * P:(k + 1) * P] = per_peak(eta(k), peaks, final)[:, -1]
-    for a in range(0, K * P if per_peak is None else 0, rows):
-        b = min(a + rows, K * P)
-        i = a
-        while i < b:  # one segment per shape in the block
-            k, p0 = divmod(i, P)
-            p1 = min(P, p0 + b - i)
-            np.multiply(peaks[p0:p1, None], eta(k), out=buf[i - a:i - a + p1 - p0])
-            i += p1 - p0
-        flat[a:b] = _predict_block(law, buf[:b - a], final, None)[:, -1]
+    if per_peak is not None:  # a law linear in the LR: one pass per shape, rescaled for every peak
+        for k in range(K):
+            flat[k * P:(k + 1) * P] = per_peak(eta(k), peaks, final)[:, -1]
+    else:  # blocks of rows filled by broadcasting into one reused buffer (fresh large arrays
+        # cost a page fault per 4 kB on first touch)
+        rows = max(1, min(_BLOCK_ELEMENTS // T, K * P))
+        buf = np.empty((rows, T))
+        for a in range(0, K * P, rows):
+            b = min(a + rows, K * P)
+            i = a
+            while i < b:  # one segment per shape in the block
+                k, p0 = divmod(i, P)
+                p1 = min(P, p0 + b - i)
+                np.multiply(peaks[p0:p1, None], eta(k), out=buf[i - a:i - a + p1 - p0])
+                i += p1 - p0
+            flat[a:b] = _predict_block(law, buf[:b - a], final, None)[:, -1]
     loss = flat.reshape(K, P)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     shift = np.zeros((K, P))

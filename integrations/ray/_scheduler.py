@@ -310,7 +310,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
             # budget) did not reach its final loss
             if not reaches_horizon(steps, horizon):
                 if warn:
-                        self._warn_once(f"early {tid}",
+                    self._warn_once(f"early {tid}",
                                     f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
                                     f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of "
                                     f"{horizon} steps: not counted as a completed run"

@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from scipy import stats
 
-from lrtune.curves import Curve, check_lr, check_steps
+from lrtune.curves import Curve, check_lr, check_steps, show_value
 
 __all__ = ["Law", "Prediction", "NotFittedError", "check_lr_batch"]
 
@@ -128,11 +128,6 @@ def _rms(x: np.ndarray) -> float:
 #: fitted attributes stored by ``to_dict`` (without the trailing underscore)
 _STATE = ("r2_", "mean_rel_error_", "residual_scale_", "n_points_", "fitted_on_", "extrapolation_scale_",
           "fit_horizon_", "fit_peak_lrs_", "band_growth_")
-
-
-def _show(v: Any) -> str:
-    """A value in an error message: numbers plainly (1.5, not np.float64(1.5))."""
-    return repr(float(v)) if isinstance(v, numbers.Real) and not isinstance(v, bool) else repr(v)
 
 
 _NON_NEGATIVE = frozenset({"A", "B", "C", "alpha", "beta", "gamma"})
@@ -293,7 +288,7 @@ class Law(abc.ABC):
         it was fitted on) it is no loss: the prediction and band are ``nan`` there.
         """
         if isinstance(level, bool) or not (isinstance(level, numbers.Real) and 0 < level < 1):
-            raise ValueError(f"level must be in (0, 1), got {_show(level)}")
+            raise ValueError(f"level must be in (0, 1), got {show_value(level)}")
         self._check_fitted()
         lr, steps = self._validate(lr, steps)
         loss = self._predict_valid(lr, steps, model_size)

@@ -77,8 +77,8 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 from scipy import optimize, signal
 
-from lrtune.curves import Curve
-from lrtune.laws._base import Law, _show
+from lrtune.curves import Curve, show_value
+from lrtune.laws._base import Law
 
 __all__ = ["MomentumLaw", "annealing_area", "flatten_warmup", "forward_area", "peak_lr_scale", "warmup_steps"]
 
@@ -209,6 +209,12 @@ class _Plan:
         return lr[..., :1] * (-np.expm1(self.steps * np.log(self.decay)) / (1.0 - self.decay)) - ema
 
 
+def _law_value(s1: np.ndarray, s2: np.ndarray, L0: float, A: float, alpha: float, C: float) -> np.ndarray:
+    """The law, ``L0 + A * S1^-alpha - C * S2`` (infinite where no LR has been applied, ``S1 = 0``)."""
+    with np.errstate(divide="ignore"):
+        return L0 + A * s1 ** (-alpha) - C * s2
+
+
 class _Data:
     """The fit's points: log losses, weights, raw areas per curve, model sizes."""
 
@@ -229,7 +235,7 @@ class _Data:
                     bad = True
                 if bad:
                     raise ValueError(f"{c.name}: meta['model_size'] must be the number of parameters (> 0) "
-                                     f"to fit the model-size law, got {_show(n)}")
+                                     f"to fit the model-size law, got {show_value(n)}")
                 sizes.append(np.full(st.size, float(n) / N_REF))
             self.size = np.concatenate(sizes)
             self.n_sizes = _n_distinct(np.unique(self.size))
@@ -336,7 +342,7 @@ class MomentumLaw(Law):
                  peak_lr_exponent: float | str = DEFAULT_PEAK_LR_EXPONENT, model_size: bool = False,
                  huber_delta: float = 1e-3, fit_from: int | None = None) -> None:
         if decay is not None and (isinstance(decay, bool) or not (isinstance(decay, numbers.Real) and 0.9 <= decay < 1)):
-            raise ValueError(f"decay must be None (fitted) or in [0.9, 1), got {_show(decay)}")
+            raise ValueError(f"decay must be None (fitted) or in [0.9, 1), got {show_value(decay)}")
         decay = None if decay is None else float(decay)
         if warmup not in _WARMUPS:
             raise ValueError(f"warmup must be one of {', '.join(_WARMUPS)}, got {warmup!r}")
@@ -347,7 +353,7 @@ class MomentumLaw(Law):
             raise ValueError(f"model_size must be True or False, got {model_size!r}")
         if isinstance(huber_delta, bool) or not (isinstance(huber_delta, numbers.Real) and math.isfinite(huber_delta)
                                                  and huber_delta > 0):
-            raise ValueError(f"huber_delta must be a finite number > 0, got {_show(huber_delta)}")
+            raise ValueError(f"huber_delta must be a finite number > 0, got {show_value(huber_delta)}")
         huber_delta = float(huber_delta)
         if fit_from is not None and not (isinstance(fit_from, (int, np.integer)) and fit_from >= 0):
             raise ValueError(f"fit_from must be None (the end of warmup) or an integer step >= 0, got {fit_from!r}")
@@ -404,7 +410,7 @@ class MomentumLaw(Law):
             except (TypeError, ValueError):
                 ok = False
             if isinstance(model_size, (bool, str)) or not ok:
-                raise ValueError(f"model_size must be a number of parameters > 0, got {_show(model_size)}")
+                raise ValueError(f"model_size must be a number of parameters > 0, got {show_value(model_size)}")
             L0 = L0 + params["B"] * float(model_size) ** (-params["beta"])
             C = C * float(model_size) ** params["gamma"]
         lr = np.asarray(lr, dtype=np.float64)
@@ -435,17 +441,15 @@ class MomentumLaw(Law):
         plan = _Plan(steps, p["decay"])
         shape = lr / lr.max()
         s1, s2 = plan.forward_area(shape), plan.annealing_area(shape, self.warmup)
-        k = peaks ** p["peak_lr_exponent"]  # the law sees lr * peak^(r - 1): the areas of the shape times peak^r
-        with np.errstate(divide="ignore"):
-            return p["L0"] + p["A"] * (k[:, None] * s1[None, :]) ** (-p["alpha"]) - p["C"] * k[:, None] * s2[None, :]
+        k = peaks[:, None] ** p["peak_lr_exponent"]  # the law sees lr * peak^(r - 1): the shape's areas times peak^r
+        return _law_value(k * s1[None, :], k * s2[None, :], p["L0"], p["A"], p["alpha"], p["C"])
 
     def _loss(self, lr: np.ndarray, plan: _Plan, r: float, L0: float, A: float, alpha: float, C: float,
               buf: np.ndarray | None = None) -> np.ndarray:
         scale = np.expand_dims(peak_lr_scale(lr, r), -1)
         s1 = scale * plan.forward_area(lr)
         s2 = scale * plan.annealing_area(lr, self.warmup, buf)
-        with np.errstate(divide="ignore"):
-            return L0 + A * s1 ** (-alpha) - C * s2
+        return _law_value(s1, s2, L0, A, alpha, C)
 
     # -- fit ---------------------------------------------------------------------------
     def _fit_params(self, curves: Sequence[Curve]) -> dict[str, float]:
