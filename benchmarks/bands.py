@@ -42,7 +42,9 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bands
 
 
 def coverage(law, curves, from_step=0, to_step=None, growth=None):
-    """(% of points inside the band, mean relative width %, points) over ``curves``."""
+    """(% of points inside the band, mean relative width %, points) over ``curves``.  Where
+    the law's value is not a loss (a degenerate fit far off, at or below 0) it has no band:
+    such a point counts as outside, and the width is the mean over the points with a band."""
     if growth is not None:
         law.band_growth_ = {**law.band_growth_, **growth}
     inside, width = [], []
@@ -54,7 +56,8 @@ def coverage(law, curves, from_step=0, to_step=None, growth=None):
         inside.append((c.loss[keep] >= p.lower) & (c.loss[keep] <= p.upper))
         width.append((p.upper - p.lower) / p.loss)
     inside, width = np.concatenate(inside), np.concatenate(width)
-    return 100 * inside.mean(), 100 * width.mean(), inside.size
+    width = width[np.isfinite(width)]
+    return 100 * inside.mean(), 100 * width.mean() if width.size else float("nan"), inside.size
 
 
 def choose(lines):

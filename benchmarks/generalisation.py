@@ -236,7 +236,9 @@ def main() -> int:
          "1.267 % to 1.263 %. Metrics as in "
          "`benchmarks/mpl_split.py` and `benchmarks/bands.py` (imported from them), pooled over every "
          "held-out point of a row: PredE = mean |pred - loss| / loss, WorstE = its maximum, R^2 = "
-         "1 - SS_res / SS_tot, coverage and mean relative width of the 90 % band.")
+         "1 - SS_res / SS_tot, coverage and mean relative width of the 90 % band (a point where the law's "
+         "value is not positive, as a degenerate fit's can be, has no band: it counts as outside, and the "
+         "width is the mean over the points with one).")
     emit()
     head_at = len(OUT)
     head: dict = {}

@@ -405,6 +405,13 @@ class Progress:
             sys.stderr.write(f"\r{self.desc} {self.n}/{self.total} steps ({rate:.1f} steps/s)   ")
             sys.stderr.flush()
 
+    def grow(self, n: int) -> None:
+        """``n`` more steps to train than planned."""
+        self.total += n
+        if self.bar is not None:
+            self.bar.total += n
+            self.bar.refresh()
+
     def write(self, line: str) -> None:
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)
@@ -469,6 +476,10 @@ class Trainer:
             start, source = run.resume_at, state["source"]
             keep = self.eval_steps(run.horizon)
             evals = [(s, v) for s, v in state["evals"] if s in keep]
+        elif run.resume_at:  # its donor diverged before writing it, or the cache was cleared
+            progress.write(f"{run.name}: no checkpoint at update {run.resume_at} (the run that was to write it "
+                           f"diverged before it, or the cache was cleared): training from update 0")
+            progress.grow(run.resume_at)
         sched = to_lambda_lr(run.spec, opt)  # sets every group's LR from this run's schedule
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"

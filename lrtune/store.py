@@ -22,7 +22,9 @@ Tables (all prefixed ``lrtune_`` so a shared PostgreSQL database stays tidy):
 Every change is one transaction: a batch of runs is stored whole or not at all, and a
 replaced run is swapped atomically.  SQLite files run in WAL mode with a busy timeout,
 write transactions start with ``BEGIN IMMEDIATE`` and are retried on "database is
-locked", so several processes can import into one file at once.
+locked", so several processes can import into one file at once.  An SQLite file whose
+folder cannot be written is opened read-only (:attr:`Store.read_only`): it can be listed,
+read and exported, and every change is refused with a ``ValueError``.
 
 >>> from lrtune.datasets import load_mpl
 >>> store = Store("sqlite://")            # in memory
@@ -41,6 +43,7 @@ import json
 import os
 import random
 import time
+import urllib.parse
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -210,8 +213,10 @@ class Store:
             if not create:
                 raise StoreNotFoundError(str(self))
             os.makedirs(os.path.dirname(os.path.abspath(self._file)), exist_ok=True)
+        self.read_only = bool(self._file) and not os.access(os.path.dirname(os.path.abspath(self._file)), os.W_OK)
         try:
-            self._engine = sa.create_engine(self.url, **self._engine_args())
+            self._engine = sa.create_engine(self._read_only_url() if self.read_only else self.url,
+                                            **self._engine_args())
         except (exc.NoSuchModuleError, ImportError) as e:
             hint = (" (PostgreSQL needs psycopg: pip install 'psycopg[binary]')"
                     if self.url.get_backend_name() == "postgresql" else "")
@@ -242,6 +247,19 @@ class Store:
         self._engine.dispose()
 
     # -- connections --------------------------------------------------------------------
+    def _read_only_url(self) -> sa.URL:
+        """The SQLite file opened read-only and immutable: in a folder that cannot be
+        written SQLite cannot make the shared-memory file WAL mode needs to read.  Changes
+        still in the write-ahead log would then be missed, so such a store is refused."""
+        wal = self._file + "-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise ValueError(f"{self}: its folder cannot be written, and {wal} holds changes not yet merged into "
+                             f"the database file; open the store once where its folder can be written (or copy "
+                             f"both files to such a folder)")
+        path = urllib.parse.quote(os.path.abspath(self._file))
+        return sa.URL.create("sqlite", database=f"file:{path}",
+                             query={"mode": "ro", "immutable": "1", "uri": "true"})
+
     def _engine_args(self) -> dict[str, Any]:
         if self._sqlite:
             return {"connect_args": {"timeout": self.timeout}}
@@ -277,6 +295,9 @@ class Store:
                 if not retry_integrity or attempt >= 5:
                     raise
             except exc.OperationalError as e:
+                if self.read_only:
+                    raise ValueError(f"{self}: the store is read-only (its folder cannot be written), so "
+                                     f"nothing can be stored or deleted in it") from None
                 if not _is_locked(e) or time.monotonic() > deadline:
                     raise ValueError(f"{self}: {e.orig}") from None
             time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
@@ -316,7 +337,7 @@ class Store:
             if not create:
                 raise StoreNotFoundError(str(self))
             self._write(self._create)
-        if self._file:
+        if self._file and not self.read_only:
             self._use_wal()
 
     def _create(self, conn: sa.Connection) -> None:

@@ -378,13 +378,13 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
     loss = np.where(np.isfinite(loss), loss, np.inf)
     best_p = np.argmin(loss, axis=1)  # best peak of each shape
     order = np.argsort(loss[np.arange(K), best_p], kind="stable")[: top + 1]
-    lr = np.stack([peaks[best_p[k]] * eta(k) for k in order])
-    band = predict_batch(law, lr, [T], level=level)
-    up = np.exp(np.array([shift[k, best_p[k]] for k in order]))
-    ranked = [Suggestion(shapes_[k].replace(peak=float(peaks[best_p[k]])).spec(), float(peaks[best_p[k]]),
-                         float(band.loss[i, -1] * up[i]), float(band.lower[i, -1] * up[i]),
-                         float(band.upper[i, -1] * up[i]))
-              for i, k in enumerate(order)]
+    ranked = []
+    for k in order:  # one row at a time: a long horizon's band needs several arrays of its length
+        band = predict_batch(law, (peaks[best_p[k]] * eta(k))[None, :], [T], level=level)
+        up = math.exp(float(shift[k, best_p[k]]))
+        ranked.append(Suggestion(shapes_[k].replace(peak=float(peaks[best_p[k]])).spec(), float(peaks[best_p[k]]),
+                                 float(band.loss[0, -1] * up), float(band.lower[0, -1] * up),
+                                 float(band.upper[0, -1] * up)))
     ff = None
     if free_form:
         floor = min(max(1e-3, float(min_lr)), 1 - 1e-9)  # never below --min, as the families

@@ -1,6 +1,7 @@
 """Curves and the curve CSV: real curves round-trip, every bad input gets a clear error."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -208,3 +209,19 @@ def test_bundled_loaders_refuse_misspelt_columns_and_take_one_name():
     assert c.name == "cosine_24000"
     with pytest.raises(ValueError, match="no loss at or before max_step=1000"):
         load_mpl("25M", ["cosine_24000"], max_step=1000)
+
+
+def test_the_schaipp_data_is_found_from_an_installed_package_run_in_the_checkout(tmp_path, monkeypatch):
+    import lrtune.datasets as ds
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.delenv("LRTUNE_SCHAIPP_DATA", raising=False)
+    # an installed (not editable) package: no benchmarks folder beside it
+    monkeypatch.setattr(ds, "_HERE", str(tmp_path / "site-packages" / "lrtune" / "datasets"))
+    monkeypatch.chdir(root)  # where the benchmarks are run from
+    assert ds._default_schaipp_root() == os.path.join(root, "benchmarks", "data", "schaipp")
+    assert len(ds.schaipp_runs(ds._default_schaipp_root())) > 100
+    monkeypatch.chdir(tmp_path)  # anywhere else: the error says where the data lives
+    with pytest.raises(ValueError, match="ships in lrtune's source tree as benchmarks/data/schaipp: run from the "
+                                         "checkout's root, set LRTUNE_SCHAIPP_DATA"):
+        ds.schaipp_runs()

@@ -130,6 +130,22 @@ def test_a_run_resumed_from_a_shared_prefix_equals_one_trained_from_step_0(quick
             assert a.read() == b.read()
 
 
+def test_a_missing_shared_prefix_checkpoint_is_named_and_the_run_trained_from_step_0(quick, tmp_path, monkeypatch, capsys):
+    gen, out, _ = quick
+    # the run that was to write the checkpoint wrote nothing (as when it diverged before it)
+    monkeypatch.setattr(gen.Cache, "save", lambda self, lr_prefix, state: None)
+    capsys.readouterr()
+    lost = str(tmp_path / "lost")
+    assert run_main(gen, "--quick", "--out", lost, "--cache", str(tmp_path / "cache")) == 0
+    err = capsys.readouterr().err
+    assert "wsd-c0.2-linear_h30_p0.003: no checkpoint at update" in err and "training from update 0" in err
+    assert load_json(lost, "wsd-c0.2-linear_h30_p0.003")["resumed_from"] is None
+    assert load_json(lost, "wsd-c0.2-linear_h30_p0.003")["steps_trained"] == 30
+    name = "wsd-c0.2-linear_h30_p0.003"
+    with open(os.path.join(out, "curves", name + ".csv")) as a, open(os.path.join(lost, "curves", name + ".csv")) as b:
+        assert a.read() == b.read()
+
+
 def test_plan_trains_each_shared_lr_prefix_once(gen):
     runs = gen.build_grid(["constant", "wsd-c0.2-linear", "wsds"], [100, 200], [1e-3], warmup=10)
     points = gen.branch_points(runs, min_steps=10)

@@ -226,6 +226,32 @@ def test_a_file_that_is_not_a_database_is_an_error(tmp_path):
     assert path.read_text() == "step,lr,loss\n1,0.1,3.0\n"
 
 
+def test_a_store_in_a_folder_that_cannot_be_written_is_read_but_never_changed(tmp_path, monkeypatch, mpl):
+    path = tmp_path / "runs.db"
+    with Store(str(path)) as store:
+        store.add_curves(mpl[:2])
+        store.save_fit("small", load_law(WSDCON_9_FIT))
+    before = path.read_bytes()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode == os.W_OK and os.path.abspath(p) == str(tmp_path)
+                        else real_access(p, mode, **kw))
+    with Store(str(path)) as store:  # SQLite could not make its WAL shared-memory file here
+        assert store.read_only
+        assert [r.name for r in store.list_runs()] == sorted(c.name for c in mpl[:2])
+        back = store.get_curves([mpl[0].name])[0]
+        assert np.array_equal(back.loss, mpl[0].loss) and np.array_equal(back.lr, mpl[0].lr)
+        params = store.load_fit("small").to_dict()["params"]
+        assert {k: params[k] for k in WSDCON_9_FIT["params"]} == WSDCON_9_FIT["params"]
+        with pytest.raises(ValueError, match="read-only .its folder cannot be written"):
+            store.add_curves(mpl[2:3])
+        with pytest.raises(ValueError, match="read-only"):
+            store.delete_run([mpl[0].name])
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["runs.db"]
+    (tmp_path / "runs.db-wal").write_bytes(b"x" * 32)  # changes a writer left in the log
+    with pytest.raises(ValueError, match="runs.db-wal holds changes not yet merged"):
+        Store(str(path))
+
+
 _WORKER = """
 import dataclasses, os, sys, time
 from lrtune.datasets import load_mpl

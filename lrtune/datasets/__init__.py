@@ -116,11 +116,19 @@ def mpl_split(model: str = "25M") -> tuple[list[Curve], list[Curve]]:
 # -- Schaipp et al. (ICML 2025): not bundled in the package (12 MB of LR arrays); the
 # repository keeps it in benchmarks/data/schaipp.  load_schaipp reads any copy of it.
 
+#: where the Schaipp data lies in lrtune's source tree
+SCHAIPP_FOLDER = os.path.join("benchmarks", "data", "schaipp")
+
+
 def _default_schaipp_root() -> str:
     env = os.environ.get("LRTUNE_SCHAIPP_DATA")
     if env:
         return env
-    return os.path.join(os.path.dirname(os.path.dirname(_HERE)), "benchmarks", "data", "schaipp")
+    # a source checkout (pip install -e .): the folder beside the package; an installed
+    # package: the folder of the checkout the command runs in, as the benchmarks do
+    beside = os.path.join(os.path.dirname(os.path.dirname(_HERE)), SCHAIPP_FOLDER)
+    here = os.path.abspath(SCHAIPP_FOLDER)
+    return here if not os.path.isdir(beside) and os.path.isdir(here) else beside
 
 
 #: The loss columns of the Schaipp ``curves.csv.gz`` that :func:`load_schaipp` reads.
@@ -130,7 +138,8 @@ SCHAIPP_METRICS = ("val_loss", "train_loss")
 @functools.lru_cache(maxsize=4)
 def _schaipp_tables(root: str) -> tuple[list[dict], dict[str, dict]]:
     if not os.path.isdir(root):
-        raise ValueError(f"{root}: no Schaipp data folder (set LRTUNE_SCHAIPP_DATA or pass root=)")
+        raise ValueError(f"{root}: no Schaipp data folder; it ships in lrtune's source tree as {SCHAIPP_FOLDER}: "
+                         f"run from the checkout's root, set LRTUNE_SCHAIPP_DATA to the folder, or pass root=")
     with open(os.path.join(root, "runs.csv"), newline="") as f:
         runs = list(csv.DictReader(f))
     points: dict[str, dict[str, list]] = {m: defaultdict(list) for m in SCHAIPP_METRICS}
