@@ -417,3 +417,51 @@ def test_a_completed_trial_that_reported_evaluation_indices_gets_a_step_unit_hin
         _first_pruned_step(study, c, spec_of(c.meta), stop=0.2)
     (warning,) = _warnings(caplog)
     assert "stopped early" in warning and "one per report" not in warning
+
+
+def test_in_a_constrained_study_the_best_is_the_best_feasible_trial():
+    # peak LRs above 5e-4 are infeasible (as study.best_trial sees it: a constraint value > 0);
+    # the completed runs at 1e-3 and 2e-3 are better than every feasible one, so judged against
+    # them the best feasible run is pruned; judged against the feasible trials, as
+    # study.best_trial is, it is kept
+    peak = lambda i: float(CURVES[i].meta["base_lr"])  # noqa: E731
+    done = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.001"),
+            _index("wsd", "0.9", "0.0005"), _index("wsd", "0.6", "0.0005")]
+    feasible = [i for i in range(len(CURVES)) if peak(i) <= 5e-4]
+    best_feasible = min(feasible, key=lambda i: CURVES[i].loss[-1])
+    assert best_feasible not in done and CURVES[best_feasible].loss[-1] > CURVES[done[0]].loss[-1]
+
+    def study_with(constrained: bool) -> optuna.Study:
+        study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
+        for i in done:
+            def objective(t, i=i):
+                if constrained:
+                    t.set_constraint("peak_lr", peak(i) - 5e-4)
+                return replay(t, CURVES[i], spec_of(CURVES[i].meta))
+            study.optimize(objective, n_trials=1)
+        study.pruner = ScheduleAwarePruner()
+        return study
+
+    run = CURVES[best_feasible]
+    assert _first_pruned_step(study_with(False), run, spec_of(run.meta)) is not None
+    constrained = study_with(True)
+    assert _first_pruned_step(constrained, run, spec_of(run.meta)) is None
+    # the clearly worse run is still pruned there, against the best feasible trial
+    bad = _index("wsd", "0.1", "0.0005")
+    assert _first_pruned_step(constrained, CURVES[bad], spec_of(CURVES[bad].meta)) is not None
+
+
+def test_a_study_loaded_again_for_every_trial_reuses_the_fits_and_cached_curves(tmp_path):
+    # the worker-loop pattern: load_study + optimize(n_trials=1) per trial, one pruner object;
+    # each load wraps the RDB storage in a new object, which must not make every trial new
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="loop", storage=storage)
+    pruner = ScheduleAwarePruner()
+    order = [int(i) for i in ORDER[:8]]
+    for i in order:
+        study = optuna.load_study(study_name="loop", storage=storage, pruner=pruner)
+        study.optimize(lambda t, i=i: replay(t, CURVES[i], spec_of(CURVES[i].meta)), n_trials=1)
+    finished = sum(t.state == TrialState.COMPLETE for t in study.trials)
+    assert finished >= pruner._n_startup_trials
+    assert len(pruner._curves) <= finished  # at most one cached curve per completed trial, not one per load
+    assert len(pruner._models) <= finished - pruner._n_startup_trials + 1  # one fit per set of completed trials

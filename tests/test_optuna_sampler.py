@@ -327,3 +327,47 @@ def test_a_completed_trial_that_stopped_before_its_horizon_does_not_count_as_com
     assert max(peaks) <= 2 * 5e-4 * (1 + 1e-9)
     (warning,) = _warnings(caplog)
     assert "completed trial 4 reported up to optimizer step 7400 of its schedule's 25000" in warning
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # PartialFixedSampler
+def test_schedule_parameters_fixed_by_enqueue_trial_or_another_sampler_are_respected(caplog):
+    study = optuna.create_study(sampler=ScheduleSampler(SPACE, seed=0))
+    for i in (16, 12, 4, 8):
+        _add_replayed(study, RUNS[i])
+    free = [study.ask() for _ in range(6)]
+    families = [suggest_schedule(t, SPACE).family for t in free]
+    assert "wsd" in families  # what the fits prefer here when the family is free
+    for t in free:
+        study.tell(t, state=TrialState.FAIL)
+    # enqueue_trial fixes the family: the proposal is the best cosine candidate, whose peak LR
+    # the trial takes (not the peak LR of the best candidate of any family)
+    sampler = study.sampler
+    for _ in range(3):
+        study.enqueue_trial({"schedule": "cosine"})
+        t = study.ask()
+        schedule = suggest_schedule(t, SPACE)
+        frozen = study._storage.get_trial(t._trial_id)
+        proposal = sampler.sample_relative(study, frozen, SPACE.distributions())
+        assert schedule.family == "cosine" and proposal["schedule"] == "cosine"
+        assert t.params["peak_lr"] == proposal["peak_lr"]
+        study.tell(t, state=TrialState.FAIL)
+    # PartialFixedSampler hides the value it fixes: the others are left to the independent sampler
+    caplog.clear()
+    hidden = optuna.samplers.PartialFixedSampler({"schedule": "cosine"}, sampler)
+    study.sampler = hidden
+    for _ in range(2):
+        t = study.ask()
+        assert suggest_schedule(t, SPACE).family == "cosine"
+        study.tell(t, state=TrialState.FAIL)
+    msgs = [m for m in _warnings(caplog) if "fixed outside it" in m]
+    assert len(msgs) == 1 and "schedule" in msgs[0] and "TPESampler samples the others" in msgs[0]
+
+
+def test_a_multi_objective_study_is_left_to_the_independent_sampler_with_one_warning(caplog):
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=ScheduleSampler(SPACE, seed=0))
+    for _ in range(3):
+        t = study.ask()
+        suggest_schedule(t, SPACE)
+        study.tell(t, [1.0, 2.0])
+    msgs = [m for m in _warnings(caplog) if "multi-objective" in m]
+    assert msgs == ["ScheduleSampler models one loss: a multi-objective study is sampled by TPESampler"]

@@ -375,3 +375,78 @@ def test_a_resumed_experiment_reads_back_the_completed_trials(tmp_path):
     _, uninterrupted = run_trial(_warmed_up(), stub(BAD), CURVES[BAD])
     assert bad.metrics["training_iteration"] == uninterrupted < n
     assert sorted(r.metrics["training_iteration"] for r in resumed if r.config["run"] != BAD) == [n] * 4
+
+
+def _replay_grid(scheduler: ScheduleAwareScheduler, order, offset: float = 0.0, ids=None) -> list[int]:
+    """Replay the grid in ``order`` (losses shifted by ``offset``); the reports each trial used."""
+    out = []
+    for k, i in enumerate(order):
+        trial = stub(int(i))
+        if ids is not None:
+            trial.trial_id = ids[k]
+        curve = dataclasses.replace(CURVES[i], loss=CURVES[i].loss + offset)
+        out.append(run_trial(scheduler, trial, curve)[1])
+    return out
+
+
+def test_a_scheduler_used_again_for_a_new_experiment_starts_afresh():
+    # Tune calls set_search_properties as each experiment starts; the second experiment's runs
+    # are 0.3 nats worse than the first's and must not be judged against the first's trials
+    order = np.random.default_rng(3).permutation(len(CURVES))
+    fresh = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    assert fresh.set_search_properties(None, None)
+    expected = _replay_grid(fresh, order, offset=0.3)
+    assert max(expected) == CURVES[0].loss.size  # its best run completes
+    reused = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    assert reused.set_search_properties(None, None)
+    _replay_grid(reused, order)
+    assert reused.set_search_properties(None, None)
+    assert _replay_grid(reused, order, offset=0.3) == expected
+    # metric and mode given by TuneConfig belong to the experiment: a second one may give them again
+    tuned = ScheduleAwareScheduler(step_unit=200)
+    assert tuned.set_search_properties("loss", "min")
+    _replay_grid(tuned, order)
+    assert tuned.set_search_properties("loss", "min")
+    assert _replay_grid(tuned, order, offset=0.3) == expected
+
+
+def test_decisions_do_not_depend_on_the_random_trial_ids_of_search_algorithms():
+    # Ray's searchers (OptunaSearch, ...) give trials random ids; the same experiment must decide the same
+    rng = np.random.default_rng(0)
+    for seed in (3, 5, 7):
+        order = np.random.default_rng(seed).permutation(len(CURVES))
+        runs = []
+        for _ in range(3):
+            ids = [f"{int(v):08x}" for v in rng.integers(0, 2**32, size=len(order))]
+            runs.append(_replay_grid(ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200), order, ids=ids))
+        assert runs[0] == runs[1] == runs[2]
+
+
+def test_a_resumed_experiment_reads_nested_metrics_back_from_result_json(tmp_path):
+    import json
+    import types
+
+    import pyarrow.fs
+
+    scheduler = ScheduleAwareScheduler(metric="val/loss", mode="min", time_attr="progress/iter", step_unit=200)
+    folder = tmp_path / "trial"
+    folder.mkdir()
+    c = CURVES[0]
+    rows = [{"val": {"loss": v}, "progress": {"iter": k}, "training_iteration": k}
+            for k, v in enumerate(c.loss.tolist(), start=1)]
+    (folder / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    trial = types.SimpleNamespace(trial_id="t0", storage=types.SimpleNamespace(
+        storage_filesystem=pyarrow.fs.LocalFileSystem(), trial_fs_path=str(folder)))
+    points = scheduler._read_results(trial)
+    assert [p for _, p in points] == c.loss.tolist() and points[-1][0] == c.loss.size
+
+
+def test_an_lr_array_given_as_the_schedule_is_refused_in_a_short_warning(caplog):
+    scheduler = _warmed_up()
+    lr = parse_schedule(spec_of(CURVES[0].meta)).lr().tolist()
+    trial = stub(0, {"lr_schedule": lr})
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+        run_trial(scheduler, trial, CURVES[0])
+    msgs = [r.getMessage() for r in caplog.records if "malformed schedule" in r.getMessage()]
+    assert len(msgs) == 1 and len(msgs[0]) < 400
+    assert "an LR array of 15000 values: give the schedule's spec string or an lrtune.schedules.Schedule" in msgs[0]

@@ -4,19 +4,37 @@ logged once."""
 from __future__ import annotations
 
 import logging
+import os
 
 import optuna
 from optuna.trial import FrozenTrial
 
 
-__all__ = ["WarnOnce", "study_key", "trial_key"]
+__all__ = ["WarnOnce", "storage_key", "study_key", "trial_key"]
 
 _logger = logging.getLogger("lrtune.integrations.optuna")
 
 
+def storage_key(storage: object) -> tuple:
+    """What identifies a study's storage in this process.  ``load_study`` and
+    ``create_study`` wrap an RDB storage in a new cache object each time, and a URL makes
+    a new ``RDBStorage`` each time: keyed on that object, a pruner or sampler serving a
+    study that is loaded again for every trial would never find what it cached (and would
+    cache every trial again).  An RDB storage is its database URL, a journal file its
+    path; any other storage (in memory) is the object itself."""
+    backend = getattr(storage, "_backend", storage)  # optuna's _CachedStorage wraps the RDB storage
+    url = getattr(backend, "url", None)
+    if isinstance(url, str):
+        return ("rdb", url)
+    path = getattr(backend, "_file_path", None)  # JournalStorage(JournalFileBackend(path))._backend
+    if isinstance(path, str):
+        return ("journal", os.path.abspath(path))
+    return ("object", id(backend))
+
+
 def study_key(study: optuna.study.Study) -> tuple:
-    """The study's storage object and its id in it (see :func:`trial_key`)."""
-    return id(study._storage), study._study_id
+    """The study's storage (:func:`storage_key`) and its id in it (see :func:`trial_key`)."""
+    return storage_key(study._storage) + (study._study_id,)
 
 
 def trial_key(study: optuna.study.Study, trial: FrozenTrial) -> tuple:
@@ -26,8 +44,8 @@ def trial_key(study: optuna.study.Study, trial: FrozenTrial) -> tuple:
     Study and trial ids alone are not enough: every in-memory storage numbers its studies
     from 0 and every SQLite file from 1, and a study deleted and created again reuses its
     ids, so one pruner or sampler serving two studies would judge one with the other's
-    curves.  The storage object (two studies alive at once have distinct ones, or distinct
-    ids in a shared one) and the trial's start time (a trial that reuses a deleted one's
+    curves.  The storage (two in-memory studies alive at once have distinct objects, or
+    distinct ids in a shared one; a database is its URL) and the trial's start time (a trial that reuses a deleted one's
     id started later) tell them apart; a finished trial never changes, so what is cached
     on its key stays valid.  It costs no read of the trial's data."""
     return study_key(study) + (trial._trial_id, trial.number, trial.datetime_start)

@@ -45,8 +45,11 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
     trials as degrees of freedom: wide while few have completed), is above ``(1 - margin)`` times the
     best value so far: the best completed trial (its last report, or the level of its
     last reports when single reports are noisy, in the metric reported, whatever the
-    objective returned), or a running trial whose pessimistic forecast is lower; a trial
-    at its last step is never pruned. A schedule that anneals late (WSD) is judged by the
+    objective returned; in a constrained study the best feasible one, as for
+    ``study.best_trial``), or a running trial whose pessimistic forecast is lower; a
+    trial at its last step is never pruned. A trial a few reports before its horizon
+    may be: its forecast is then at its most precise, and only a trial that cannot
+    beat the best is pruned. A schedule that anneals late (WSD) is judged by the
     drop its cooldown will bring, not by its loss now. A NaN or infinite report (at any
     step) is pruned at once, a diverging loss (the median of its last 5 reports above
     ``divergence_ratio`` times the lowest such median) as soon as it is seen: one noisy
@@ -184,10 +187,11 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         curve = curve_from_points(steps, values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
             return False
-        model = self._model(study)
+        finished = self._finished_curves(study)
+        model = self._model(study, finished)
         if model is None:
             return False
-        best = self._best(study, model, exclude=trial.number)
+        best = self._best(study, model, finished, exclude=trial.number)
         forecast = model.forecast(curve.lr, curve.steps, curve.loss)
         return forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin)
 
@@ -236,8 +240,7 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
             return None
         return c
 
-    def _model(self, study: optuna.study.Study) -> FinalLossModel | None:
-        finished = self._finished_curves(study)
+    def _model(self, study: optuna.study.Study, finished: list[tuple[FrozenTrial, Curve]]) -> FinalLossModel | None:
         if len(finished) < self._n_startup_trials:
             return None
         key = frozenset(trial_key(study, t) for t, _ in finished)
@@ -260,12 +263,24 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
                             error)
         return model
 
-    def _best(self, study: optuna.study.Study, model: FinalLossModel, exclude: int) -> float:
-        """The best completed trial's final level, or a running trial's pessimistic forecast
-        if lower."""
-        best = model.best_final_
+    def _best(self, study: optuna.study.Study, model: FinalLossModel, finished: list[tuple[FrozenTrial, Curve]],
+              exclude: int) -> float:
+        """The best feasible completed trial's final level, or a running trial's pessimistic
+        forecast if lower.  In a constrained study (Optuna's ``trial.set_constraint`` or a
+        sampler's ``constraints_func``) a trial is feasible when all its constraint values
+        are <= 0, as for ``study.best_trial``; a running trial counts there only once its
+        constraints are set and met (they are usually set when it ends).  Infeasible trials
+        are still fitted: their curves are as good as any.  Without a feasible trial the
+        best is unknown and nothing is pruned by the model."""
+        constrained = any(t.constraints for t, _ in finished)
+        if constrained:
+            best = min((model.final_level(c) for t, c in finished if _feasible(t)), default=math.inf)
+        else:  # the model keeps the completed curves of lowest final loss
+            best = model.best_final_
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number == exclude or not t.intermediate_values:
+                continue
+            if constrained and not (t.constraints and _feasible(t)):
                 continue
             f = self._forecast_running(t, model)
             if f is not None:
@@ -283,3 +298,8 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
             return None  # it is pruned at its next check
         c = curve_from_points(steps, values, lr, f"trial {t.number}", self._step_unit)
         return None if c is None else model.forecast(c.lr, c.steps, c.loss)
+
+
+def _feasible(t: FrozenTrial) -> bool:
+    """Whether ``t`` meets its constraints (all <= 0), as ``study.best_trial`` counts them."""
+    return all(v <= 0.0 for v in t.constraints.values())

@@ -52,7 +52,9 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
     ``n_startup_trials``, come from ``independent_sampler`` (TPE by default). The fits
     are a pure function of the finished trials in storage (cached on their ids) and a
     trial's draw is seeded by its number, so ``n_jobs > 1`` and several processes on one
-    storage propose different, reproducible schedules. A trial's curve is its
+    storage propose different, reproducible schedules once ``n_startup_trials`` have
+    completed (before, ``independent_sampler`` proposes: give each process its own
+    ``seed``, or processes seeded alike propose alike). A trial's curve is its
     intermediate values (steps times ``step_unit`` optimizer steps) and its schedule the
     ``"lr_schedule"`` user attribute, or, when there is none (e.g. inside Ray Tune's
     ``OptunaSearch``), the schedule of its parameters in ``space`` when they are the
@@ -155,6 +157,9 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
 
     def infer_relative_search_space(self, study: optuna.study.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if len(study.directions) != 1:
+            self._warn_once(("multi-objective", *study_key(study)),
+                            f"ScheduleSampler models one loss: a multi-objective study is sampled by "
+                            f"{type(self._independent_sampler).__name__}")
             return {}
         if study.direction == StudyDirection.MAXIMIZE:  # the law's scores are losses
             self._warn_once(("maximize", *study_key(study)),
@@ -171,13 +176,22 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
+        fixed = {k: v for k, v in trial.system_attrs.get("fixed_params", {}).items()
+                 if k in self._space.distributions()}  # enqueue_trial's values
+        hidden = set(self._space.distributions()) - set(search_space) - set(fixed)
+        if hidden:  # fixed by another sampler (PartialFixedSampler) to values it does not show
+            self._warn_once(("hidden", *study_key(study)),
+                            f"ScheduleSampler: schedule parameter(s) {', '.join(sorted(hidden))} are fixed outside "
+                            f"it (PartialFixedSampler?) to values it cannot see, so it cannot rank schedules: "
+                            f"{type(self._independent_sampler).__name__} samples the others")
+            return {}
         try:
             fits = self._ensemble(study)
             if not fits:
                 return {}
             rng = np.random.default_rng([self._entropy, trial.number])
             law = fits[int(rng.integers(len(fits)))]
-            candidates = self._space.sample(rng, self._n_candidates)
+            candidates = [{**p, **fixed} for p in self._space.sample(rng, self._n_candidates)]
             lrs = [self._space.schedule(p).lr() for p in candidates]
             scores = np.array([law.predict(lr, [lr.size])[0] for lr in lrs])
             allowed = self._allowed(study, lrs)

@@ -137,6 +137,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
                             divergence_ratio=divergence_ratio, max_folds=max_folds)
         self._metric = metric
         self._mode = mode
+        self._given = (metric, mode)  # those of the constructor; TuneConfig's are per experiment
         self._time_attr = time_attr
         self._schedule_key = schedule_key
         self._step_unit = float(step_unit)
@@ -149,9 +150,13 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._law = law_factory(law)
         self._divergence_ratio = float(divergence_ratio)
         self._max_folds = int(max_folds)
+        self._reset()
+
+    def _reset(self) -> None:
         # state (saved): per trial id
         self._points: dict[str, list[tuple[float, float]]] = {}  # (time_attr, metric) by time, one per time
         self._specs: dict[str, Optional[str]] = {}
+        self._order: dict[str, int] = {}  # trials in the order they came: their curves' names
         self._completed: set[str] = set()  # trials that completed at their horizon with a finite last value
         self._stopped: set[str] = set()  # trials that ended otherwise: stopped, failed, removed, ended early
         self._warned: set[str] = set()
@@ -161,6 +166,15 @@ class ScheduleAwareScheduler(FIFOScheduler):
 
     # -- Ray Tune hooks -----------------------------------------------------------------
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec: Any) -> bool:
+        # Tune calls this once as an experiment starts (Tuner.fit, tune.run, a restored
+        # Tuner): a scheduler that served an earlier experiment would judge the new trials
+        # against the old ones, so it starts afresh, with the metric and mode of its
+        # constructor (a TuneConfig's were the old experiment's)
+        if self._points:
+            _logger.info("ScheduleAwareScheduler: a new experiment starts: the %d trials of the previous one are "
+                         "forgotten", len(self._points))
+            self._reset()
+            self._metric, self._mode = self._given
         if (self._metric and metric) or (self._mode and mode):
             return False
         if metric:
@@ -177,6 +191,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
                              "them here or to tune.TuneConfig")
         tid = trial.trial_id
         self._specs[tid] = self._read_spec(trial)
+        self._order.setdefault(tid, len(self._order))
         if not self._points.get(tid):
             self._points[tid] = self._read_results(trial)
             if self._points[tid] and trial.status == Trial.ERROR:
@@ -220,7 +235,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
                 f"{len(self._points) - len(self._completed) - len(self._stopped)} running.")
 
     def save(self, checkpoint_path: str) -> None:
-        state = {k: getattr(self, k) for k in ("_points", "_specs", "_completed", "_stopped", "_warned", "_metric", "_mode")}
+        state = {k: getattr(self, k)
+                 for k in ("_points", "_specs", "_order", "_completed", "_stopped", "_warned", "_metric", "_mode")}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
 
@@ -231,6 +247,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
             state = pickle.load(f)
         self.__dict__.update(state)
         self._completed = set(self._completed)  # a dict of final values in older checkpoints
+        if "_order" not in state:  # older checkpoints: the trials in the order of their points
+            self._order = {tid: i for i, tid in enumerate(self._points)}
         # by step, the last value at each (in the order they came in older checkpoints)
         self._points = {tid: sorted(dict(pts).items()) for tid, pts in self._points.items()}
         self._model_key, self._model, self._finished = None, None, {}
@@ -240,6 +258,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         tid = trial.trial_id
         if tid not in self._specs:
             self._specs[tid] = self._read_spec(trial)
+        self._order.setdefault(tid, len(self._order))
         self._add_point(tid, t, value)
         if not math.isfinite(value):
             return self._stop(tid)
@@ -344,7 +363,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         for line in text.splitlines():
             try:  # a line cut short when the run was interrupted is skipped
                 row = json.loads(line)
-                pts[float(row[self._time_attr])] = float(row[self._metric])
+                pts[float(_field(row, self._time_attr))] = float(_field(row, self._metric))
             except (ValueError, TypeError, KeyError):
                 continue
         return sorted(pts.items())
@@ -357,8 +376,11 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return None
         try:
             return parse_schedule(node).spec()
-        except (ValueError, TypeError) as e:
-            return f"!{node!r}: {e}"  # malformed: warned, with the reason, at the first check
+        except (ValueError, TypeError) as e:  # malformed: warned, with the reason, at the first check
+            if isinstance(node, (list, tuple, np.ndarray)):
+                return (f"!an LR array of {len(node)} values: give the schedule's spec string or an "
+                        f"lrtune.schedules.Schedule (lrtune.schedules.lr_from_torch gives only the array)")
+            return f"!{_short(repr(node))}: {_short(str(e))}"
 
     def _curve(self, tid: str, warn: bool = True) -> Optional[Curve]:
         spec = self._specs.get(tid)
@@ -377,7 +399,10 @@ class ScheduleAwareScheduler(FIFOScheduler):
                             f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}={pts[-1][0]:g}, step "
                             f"{last:.0f} with step_unit={self._step_unit:g}, beyond its schedule's horizon of "
                             f"{lr.size} steps: results past the horizon are ignored (is step_unit right?)")
-        return curve_from_points([p[0] for p in pts], [p[1] for p in pts], lr, tid, self._step_unit)
+        # named by arrival: the forecast's folds follow the names, and Ray's searchers give
+        # trials random ids, so the same experiment would otherwise decide differently
+        name = f"{self._order.get(tid, len(self._order)):09d} {tid}"
+        return curve_from_points([p[0] for p in pts], [p[1] for p in pts], lr, name, self._step_unit)
 
     def _fitted(self) -> Optional[FinalLossModel]:
         finished = {}
@@ -402,3 +427,18 @@ class ScheduleAwareScheduler(FIFOScheduler):
         if key not in self._warned:
             self._warned.add(key)
             _logger.warning(message)
+
+
+def _field(row: dict, key: str) -> Any:
+    """``row[key]``, or for ``"a/b"`` the nested ``row["a"]["b"]``: Tune hands schedulers
+    flattened results, but writes them nested to ``result.json``."""
+    if key in row:
+        return row[key]
+    node: Any = row
+    for part in key.split("/"):
+        node = node[part]
+    return node
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
