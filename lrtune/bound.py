@@ -206,15 +206,20 @@ def optimal_base_lr(eta: Any, G: Any = 1.0, D: float = 1.0) -> float:
 
     For a ``Schedule`` or spec this is a peak LR; ratios ``gamma*(s2) / gamma*(s1)``
     carry a tuned peak LR from schedule ``s1`` to ``s2`` (horizon, cooldown, shape).
-    O(T): about a millisecond at T = 1e5.
+    O(T): a few milliseconds at T = 1e5 (``benchmarks/results/convex_numbers.md``).  The
+    bound depends on ``gamma * eta`` only, so ``eta`` is scaled to a peak of 1 first and
+    the result scaled back: an array of LRs of any magnitude gives ``gamma*`` as exactly.
     """
-    t1, t2, t3 = bound_terms(eta, G, D)
-    return math.sqrt(t1 / (t2 + t3))
+    eta = normalized_lr(eta)
+    scale = float(np.max(eta))
+    t1, t2, t3 = bound_terms(eta / scale, G, D)
+    return math.sqrt(t1 / (t2 + t3)) / scale
 
 
 def optimal_bound(eta: Any, G: Any = 1.0, D: float = 1.0) -> float:
-    """``Omega* = Omega(gamma*) = 2 sqrt(t1 (t2 + t3))``."""
-    t1, t2, t3 = bound_terms(eta, G, D)
+    """``Omega* = Omega(gamma*) = 2 sqrt(t1 (t2 + t3))`` (the same for ``eta`` at any scale)."""
+    eta = normalized_lr(eta)
+    t1, t2, t3 = bound_terms(eta / float(np.max(eta)), G, D)
     return 2.0 * math.sqrt(t1 * (t2 + t3))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import numbers
 import os
 from typing import Any, Iterable, Sequence
@@ -185,7 +186,9 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...]) -> dict[str, list
     header = [h.strip().lower() for h in next(reader)]
     missing = [c for c in needed if c not in header]
     if missing:
-        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}")
+        sep = next((f" (separated by {what}: lrtune reads comma-separated files)" for c, what in
+                    ((";", "semicolons"), ("\t", "tabs")) if len(header) == 1 and c in header[0]), "")
+        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}{sep}")
     col = {c: header.index(c) for c in ("step", "lr", "loss", "run") if c in header}
     runs: dict[str, list[tuple[int, float | None, float | None]]] = {}
     default_run = os.path.splitext(os.path.basename(name))[0]
@@ -211,18 +214,25 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...]) -> dict[str, list
     return runs
 
 
-def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None) -> list[Curve]:
+def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None, diverged: str = "raise") -> list[Curve]:
     """Read the curves of a CSV file (one per ``run`` value, in order of appearance).
 
     ``schedule`` (a spec string or :class:`~lrtune.schedules.Schedule`) gives the LR when
     the file does not; then the ``lr`` column may be missing or empty.  LRs the file does
     give must agree with the schedule's (a ValueError names the first step that differs).
+
+    A NaN, infinite or non-positive loss (a diverged run, or a broken log) raises a
+    :class:`DivergedRunError` naming the step; with ``diverged="cut"`` the run is kept up
+    to its last loss before that step, and ``meta["diverged_at"]`` holds the step (a run
+    without any loss before it still raises).
     """
+    if diverged not in ("raise", "cut"):
+        raise ValueError(f"diverged must be 'raise' or 'cut', got {diverged!r}")
     name, runs = _read_runs(path, ("step", "loss") if schedule is not None else ("step", "lr", "loss"))
     for run, rows in runs.items():
         if all(loss is None for _, _, loss in rows):
             raise ValueError(f"{name}: no row of run {run!r} has a loss (is the loss column missing?)")
-    return [_curve_from_rows(f"{name} (run {run})" if len(runs) > 1 else name, run, rows, schedule)
+    return [_curve_from_rows(f"{name} (run {run})" if len(runs) > 1 else name, run, rows, schedule, diverged)
             for run, rows in runs.items()]
 
 
@@ -233,7 +243,11 @@ def read_lr_csv(path: str | os.PathLike | io.TextIOBase) -> tuple[np.ndarray, np
         raise ValueError(f"{name}: holds {len(runs)} runs ({', '.join(list(runs)[:3])}); give one run")
     (run, rows), = runs.items()
     steps = _check_row_steps(name, rows)
-    lr = _lr_from_rows(name, rows, int(steps[-1]))
+    try:
+        lr = _lr_from_rows(name, rows, int(steps[-1]))
+    except ValueError as e:  # here the schedule is given instead of the file, not beside it
+        raise ValueError(str(e).replace(" or pass --schedule SPEC", "; or give the schedule's spec instead of "
+                                        "the file")) from None
     with_loss = np.array([s for s, _, loss in rows if loss is not None and s >= 1], dtype=np.int64)
     return lr, (with_loss if with_loss.size else None)
 
@@ -277,11 +291,19 @@ def _lr_from_rows(where: str, rows: list, last: int) -> np.ndarray:
     return check_lr(lr, name=f"{where}: lr")
 
 
-def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
+def _curve_from_rows(where: str, run: str, rows: list, schedule: Any, diverged: str = "raise") -> Curve:
     steps = _check_row_steps(where, rows)
     with_loss = [(s, loss) for s, _, loss in rows if loss is not None and s >= 1]
     if not with_loss:
         raise ValueError(f"{where}: no row has a loss")
+    meta: dict[str, Any] = {}
+    bad = next(((s, v) for s, v in with_loss if not (math.isfinite(v) and v > 0)), None)
+    if bad is not None:
+        good = [(s, v) for s, v in with_loss if s < bad[0]]
+        if diverged == "raise" or not good:
+            raise DivergedRunError(f"{where}: loss must be finite and > 0, but at step {bad[0]} it is {bad[1]!r} "
+                                   f"(a NaN, infinite or non-positive loss means a diverged run or a broken log)")
+        with_loss, meta = good, {"diverged_at": int(bad[0])}
     loss_steps = np.array([s for s, _ in with_loss], dtype=np.int64)
     loss = np.array([v for _, v in with_loss])
     if schedule is not None:
@@ -298,7 +320,7 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any) -> Curve:
             raise ValueError(f"{where}: the schedule has {lr.size} steps but the file has an LR at step {int(steps[-1])}")
     else:
         lr = _lr_from_rows(where, rows, int(steps[-1]))
-    return Curve(loss_steps, loss, lr, name=run)
+    return Curve(loss_steps, loss, lr, name=run, meta=meta)
 
 
 def with_schedule_lr(curve: Curve, lr: np.ndarray, where: str) -> Curve:

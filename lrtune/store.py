@@ -209,6 +209,8 @@ class Store:
         self._sqlite = self.url.get_backend_name() == "sqlite"
         path = self.url.database if self._sqlite else None
         self._file = path if path and path != ":memory:" and not path.startswith("file:") else None
+        if self._file and os.path.isdir(self._file):
+            raise ValueError(f"{self}: {self._file} is a folder, not a database file")
         if self._file and not os.path.exists(self._file):
             if not create:
                 raise StoreNotFoundError(str(self))
@@ -528,12 +530,13 @@ class Store:
         self._write(work)
 
 
-def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: Any = None) -> list[Curve]:
+def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: Any = None,
+                   diverged: str = "raise") -> list[Curve]:
     """Curves from CSV files and stored runs: an item that is an existing file is read as
     CSV (``schedule`` gives its LR when the file does not; where both give one they must
-    agree, as for a stored run's LRs), anything else is a run name in
-    the store at ``db`` (default :func:`default_url`).  The store is opened only when some
-    item is not a file, and never created."""
+    agree, as for a stored run's LRs; ``diverged`` as for :func:`~lrtune.curves.read_curves`),
+    anything else is a run name in the store at ``db`` (default :func:`default_url`).  The
+    store is opened only when some item is not a file, and never created."""
     items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
     from lrtune.schedules import parse_schedule
 
@@ -544,8 +547,10 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
     try:
         for item in items:
             if os.path.isfile(item):
-                out.extend(read_curves(item, schedule=schedule))
+                out.extend(read_curves(item, schedule=schedule, diverged=diverged))
                 continue
+            if os.path.isdir(item):
+                raise ValueError(f"{item} is a folder, not a CSV file (give the files in it, e.g. {item}/*.csv)")
             if store is None and not where:
                 try:
                     store = Store(db, create=False)

@@ -283,6 +283,9 @@ class SuggestResult:
     cpu_seconds: float
     level: float
     free_form: FreeForm | None = None
+    #: ``"below"`` / ``"above"`` when the best peak LR is the smallest / largest tried: the
+    #: optimum may lie beyond the range (``None`` inside it)
+    at_edge: str | None = None
 
     @property
     def candidates_per_second(self) -> float:
@@ -295,7 +298,7 @@ class SuggestResult:
     def to_dict(self) -> dict[str, Any]:
         out = self.best.to_dict()
         out["alternatives"] = [a.to_dict() for a in self.alternatives]
-        out.update(steps=self.steps, level=self.level, candidates=self.n_candidates,
+        out.update(steps=self.steps, level=self.level, at_edge=self.at_edge, candidates=self.n_candidates,
                    candidates_per_second=self.candidates_per_second,
                    candidates_per_cpu_second=self.candidates_per_cpu_second)
         if self.free_form is not None:
@@ -395,7 +398,12 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
                 law, [ff.lr], np.array([ff.peak_lr]), curves)[0, 0]))
             ff = dataclasses.replace(ff, predicted_loss=ff.predicted_loss * up_ff, lower=ff.lower * up_ff,
                                      upper=ff.upper * up_ff)
-    return SuggestResult(ranked[0], ranked[1:], int(T), int(K * P), seconds, cpu_seconds, level, ff)
+    edge = None
+    if P > 1 and ranked[0].peak_lr == float(peaks[0]):
+        edge = "below"
+    elif P > 1 and ranked[0].peak_lr == float(peaks[-1]):
+        edge = "above"
+    return SuggestResult(ranked[0], ranked[1:], int(T), int(K * P), seconds, cpu_seconds, level, ff, edge)
 
 
 # ---------------------------------------------------------------------------------------

@@ -224,7 +224,8 @@ class PeakLRSweep:
     # -- fitting ----------------------------------------------------------------------
     def fit(self, curves: Sequence[Curve]) -> "PeakLRSweep":
         """Fit on curves of one schedule at several peak LRs (final loss: the loss at the
-        last step logged by every run)."""
+        last step logged by every run).  A curve whose ``meta["diverged_at"]`` is set (read
+        with ``read_curves(..., diverged="cut")``) is a diverged run: dropped (``dropped_``)."""
         curves = [curves] if isinstance(curves, Curve) else list(curves)
         if not curves:
             raise ValueError("the sweep is empty: give runs at 3 or more peak LRs of one schedule")
@@ -232,13 +233,18 @@ class PeakLRSweep:
             if not isinstance(c, Curve):
                 raise ValueError(f"a sweep takes lrtune.curves.Curve objects, got {type(c).__name__}")
         eta = _check_same_schedule(curves)
-        common = curves[0].steps
-        for c in curves[1:]:
+        # a run read with read_curves(..., diverged="cut") has no final loss: dropped as diverged
+        ended = [c for c in curves if c.meta.get("diverged_at") is None]
+        if not ended:
+            raise ValueError("every run of the sweep diverged: no final loss to fit")
+        common = ended[0].steps
+        for c in ended[1:]:
             common = np.intersect1d(common, c.steps)
         if common.size == 0:
             raise ValueError("the runs of the sweep share no logged step: log the final loss of each")
         last = int(common[-1])
-        losses = np.array([c.loss[np.searchsorted(c.steps, last)] for c in curves])
+        losses = np.array([c.loss[np.searchsorted(c.steps, last)] if c.meta.get("diverged_at") is None else np.nan
+                           for c in curves])
         self.final_step_ = last
         self.run_names_ = [c.name for c in curves]
         # peak LRs to 7 significant digits: logs often keep LRs in float32

@@ -246,3 +246,13 @@ def test_fit_lr_sweep_recovers_the_minimiser():
 def test_bad_input_raises_value_error_naming_the_field(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_gamma_star_of_an_lr_array_scales_exactly_with_the_array_at_any_magnitude():
+    from lrtune.bound import convex_schedule, optimal_bound
+
+    eta = convex_schedule("wsd", 100_000, 0.2)
+    g, b = optimal_base_lr(eta), optimal_bound(eta)
+    for scale in (1e-3, 1e-150, 1e-160, 1e150):  # sums of squares of these under- or overflow
+        assert optimal_base_lr(eta * scale) * scale == pytest.approx(g, rel=1e-12)
+        assert optimal_bound(eta * scale) == pytest.approx(b, rel=1e-12)

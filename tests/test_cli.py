@@ -307,3 +307,18 @@ def test_schedule_given_for_a_stored_run_must_agree_with_its_lrs(files, capsys):
     assert code == 2 and "unknown schedule family" in msg
     right = "cosine:steps=24000,peak=3e-4,warmup=2160,min=0.1"
     assert main(["fit", "cos", "--db", db, "--schedule", right]) == 0
+
+
+def test_an_output_file_in_a_missing_folder_or_a_folder_is_refused_before_any_work(files, capsys):
+    missing = str(files["dir"] / "no" / "such" / "fit.json")
+    capsys.readouterr()
+    assert main(["fit", *files["train"], "-o", missing]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("lrtune: error: -o ") and "there is no folder" in err  # no fit printed
+    assert main(["plot", files["fit"], *files["train"], "-o", str(files["dir"])]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    assert main(["suggest", *files["train"], "--steps", "24000", "--peak-lrs", "2e-4,3e-4",
+                 "--plot", str(files["dir"] / "no" / "p.png")]) == 2
+    assert "--plot" in capsys.readouterr().err
+    assert main(["fit", str(files["dir"])]) == 2  # a folder given as a curve file
+    assert "is a folder, not a CSV file" in capsys.readouterr().err

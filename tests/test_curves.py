@@ -225,3 +225,10 @@ def test_the_schaipp_data_is_found_from_an_installed_package_run_in_the_checkout
     with pytest.raises(ValueError, match="ships in lrtune's source tree as benchmarks/data/schaipp: run from the "
                                          "checkout's root, set LRTUNE_SCHAIPP_DATA"):
         ds.schaipp_runs()
+
+
+@pytest.mark.parametrize("sep, what", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_file_with_another_separator_is_named_as_such(sep, what):
+    text = sep.join(["step", "lr", "loss"]) + "\n" + sep.join(["1", "0.1", "3.0"]) + "\n"
+    with pytest.raises(ValueError, match=f"separated by {what}: lrtune reads comma-separated files"):
+        read_curves(io.StringIO(text))

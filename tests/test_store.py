@@ -417,3 +417,40 @@ def test_other_commands_take_stored_run_names(tmp_path, capsys, mpl):
         store.add_curves(mpl[7:8])
     code, out, err = _cli(capsys, "fit", "wsdcon_9", "nope", "--db", db)
     assert code == 2 and err.startswith("lrtune: error: no such file or stored run: nope")
+
+
+def test_predict_takes_a_stored_run_for_its_lr_and_checks_model_size(tmp_path, capsys, mpl):
+    db, fit = str(tmp_path / "cli.db"), str(tmp_path / "fit.json")
+    with Store(db) as store:
+        store.add_curves(mpl)
+    code, out, err = _cli(capsys, "fit", "cosine_24000", "constant_24000", "--db", db, "-o", fit)
+    assert code == 0, err
+    code, out, err = _cli(capsys, "predict", fit, "--lr-csv", "cosine_72000", "--db", db, "--format", "json")
+    assert code == 0, err
+    held = next(c for c in mpl if c.name == "cosine_72000")
+    pred = json.loads(out)
+    assert pred["steps"] == held.steps.tolist()  # the stored run's logged steps
+    assert np.allclose(pred["loss"], load_law(fit).predict(held.lr, held.steps), rtol=1e-12)
+    code, out, err = _cli(capsys, "predict", fit, "--lr-csv", "nope", "--db", db)
+    assert code == 2 and "no such file or stored run: nope" in err
+    code, out, err = _cli(capsys, "predict", fit, "--lr-csv", "cosine_72000", "--db", db, "--model-size", "25e6")
+    assert code == 2 and "--model-size" in err and "has no model-size term" in err
+    sized = str(tmp_path / "sized.json")
+    from lrtune.laws import make_law
+    law = make_law("momentum", model_size=True).fit(load_mpl("25M", ["cosine_24000", "constant_24000"])
+                                                   + load_mpl("400M", ["cosine_24000", "constant_24000"]))
+    law.to_json(sized)
+    code, out, err = _cli(capsys, "predict", sized, "--lr-csv", "cosine_72000", "--db", db)
+    assert code == 2 and "fitted across model sizes: give the model's number of parameters with --model-size N" in err
+    code, out, err = _cli(capsys, "predict", sized, "--lr-csv", "cosine_72000", "--db", db, "--model-size", "1e8")
+    assert code == 0, err
+
+
+def test_runs_export_of_a_name_given_twice_writes_the_run_once(tmp_path, capsys, mpl):
+    db, out = str(tmp_path / "cli.db"), tmp_path / "x.csv"
+    with Store(db) as store:
+        store.add_curves(mpl[7:8])
+    code, _, err = _cli(capsys, "runs", "export", "wsdcon_9", "wsdcon_9", "-o", str(out), "--db", db)
+    assert code == 0, err
+    (back,) = read_curves(out)
+    assert back.name == "wsdcon_9" and np.array_equal(back.loss, mpl[7].loss)

@@ -287,3 +287,16 @@ def test_momentum_law_scores_every_peak_of_a_shape_from_one_pass(law25):
     b = suggest(Batched(), 24000, [2e-4, 3e-4, 5e-4], warmup=2160, top=3)
     assert [s.schedule for s in [a.best, *a.alternatives]] == [s.schedule for s in [b.best, *b.alternatives]]
     assert a.best.predicted_loss == pytest.approx(b.best.predicted_loss, rel=1e-12)
+
+
+def test_cli_suggest_says_when_the_best_peak_lr_is_the_edge_of_the_range(files, capsys):
+    # fitted at one peak LR, the law's loss falls with the peak over this range: the optimum
+    # may lie beyond the largest peak tried, and the output says so
+    path, fit = files
+    assert main(["suggest", path, "--fit", fit, "--steps", "24000", "--peak-lrs", "2e-4,3e-4", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["peak_lr"] == 3e-4 and out["at_edge"] == "above"
+    assert main(["suggest", path, "--fit", fit, "--steps", "24000", "--peak-lrs", "2e-4,3e-4"]) == 0
+    assert "note: 0.0003 is the largest peak LR tried, so the optimum may lie above it" in capsys.readouterr().out
+    assert main(["suggest", path, "--fit", fit, "--steps", "24000", "--peak-lrs", "3e-4", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["at_edge"] is None  # one peak LR: no range to be at the edge of

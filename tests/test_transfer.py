@@ -11,6 +11,7 @@ import pytest
 
 from lrtune.bound import optimal_base_lr
 from lrtune.cli import main
+from lrtune.curves import read_curves
 from lrtune.datasets import load_schaipp
 from lrtune.laws import make_law
 from lrtune.schedules import parse_schedule
@@ -350,3 +351,30 @@ def test_cli_transfer_refuses_schedule_and_names_the_bad_sweep_and_the_users_tar
     assert main(["transfer", "--sweep", *a, "--to", "wsd:warmup=20,cooldown=0.2"]) == 2
     err = capsys.readouterr().err
     assert "missing required key 'steps' in 'wsd:warmup=20,cooldown=0.2'" in err and "peak=1" not in err
+
+
+def test_cli_transfer_drops_a_sweep_run_that_diverged_into_nan(tmp_path, capsys):
+    paths, cs = _write_sweep(tmp_path, "0.2", "15000")
+    assert main(["transfer", "--sweep", *paths, "--to", "wsd:steps=15000,warmup=301,cooldown=0.6",
+                 "--format", "json"]) == 0
+    clean = json.loads(capsys.readouterr().out)
+    # the largest peak LR doubled: it logs real losses up to step 8000, then NaN
+    top = max(cs, key=lambda c: c.peak_lr)
+    path = tmp_path / "diverged.csv"
+    with open(path, "w") as f:
+        f.write("step,lr,loss\n")
+        logged = dict(zip(top.steps.tolist(), top.loss.tolist()))
+        for s, lr in enumerate((2 * top.lr).tolist(), start=1):
+            loss = "" if s not in logged else ("nan" if s > 8000 else repr(logged[s]))
+            f.write(f"{s},{lr!r},{loss}\n")
+    (c,) = read_curves(path, diverged="cut")
+    assert c.meta["diverged_at"] == 8200 and c.steps[-1] == 8000
+    with pytest.raises(ValueError, match="loss must be finite and > 0, but at step 8200 it is nan"):
+        read_curves(path)
+    assert main(["transfer", "--sweep", *paths, str(path), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6",
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sweeps"][0]["dropped"] == [pytest.approx(2 * top.peak_lr)]
+    assert out["peak_lr"] == pytest.approx(clean["peak_lr"], rel=1e-9)
+    assert main(["transfer", "--sweep", *paths, str(path), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6"]) == 0
+    assert "dropped as diverged: peak LR 0.004" in capsys.readouterr().out

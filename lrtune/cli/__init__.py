@@ -44,10 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_output(path: str, flag: str) -> None:
+    """Refuse an output file whose folder is missing or cannot be written, before the
+    command computes anything."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{flag} {path}: the folder {folder} cannot be written")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        for flag in ("output", "plot"):  # a file to write: its folder is checked before any work
+            if isinstance(getattr(args, flag, None), str):
+                check_output(getattr(args, flag), "-o" if flag == "output" else "--plot")
         return int(args.run(args) or 0)
     except BrokenPipeError:  # the reader stopped early (| head): nothing more to say
         try:

@@ -26,15 +26,16 @@ def parse_steps(text: str | None) -> np.ndarray | None:
     return np.asarray(values, dtype=np.int64)
 
 
-def load_curves(items: Sequence[str], schedule: str | None = None, db: str | None = None) -> list[Curve]:
+def load_curves(items: Sequence[str], schedule: str | None = None, db: str | None = None,
+                diverged: str = "raise") -> list[Curve]:
     """Curves from CSV files (or from the run store by name, when lrtune.store exists)."""
     if importlib.util.find_spec("lrtune.store") is not None:
         from lrtune.store import resolve_curves
 
-        return resolve_curves(list(items), db=db, schedule=schedule)
+        return resolve_curves(list(items), db=db, schedule=schedule, diverged=diverged)
     curves: list[Curve] = []
     for path in items:
-        curves.extend(read_curves(path, schedule=schedule))
+        curves.extend(read_curves(path, schedule=schedule, diverged=diverged))
     return curves
 
 

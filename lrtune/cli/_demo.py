@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Fit every law on three real training curves (the multi-power-law "
                                    "paper's split), print predicted vs actual loss for six held-out "
                                    "schedules and write a PNG per law.")
-    p.add_argument("--model", choices=MPL_MODELS, default="25M", help="model size of the bundled curves")
+    p.add_argument("--model", choices=MPL_MODELS, default="25M", help="model size of the bundled curves (default 25M)")
     p.add_argument("--out", default="lrtune-demo", metavar="DIR", help="folder for the PNGs and fits (default lrtune-demo)")
     p.set_defaults(run=run)
 

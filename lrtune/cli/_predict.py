@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import numpy as np
 
-from lrtune.cli._common import parse_steps
+from lrtune.cli._common import load_curves, parse_steps
 from lrtune.curves import read_lr_csv
 from lrtune.laws import load_law
 from lrtune.schedules import parse_schedule
@@ -18,14 +19,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Predict the loss (with a band) of a schedule given as an LR CSV or a spec.")
     p.add_argument("fit", metavar="FIT.json", help="a fit written by 'lrtune fit -o'")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--lr-csv", metavar="FILE.csv", help="CSV with the LR of every step (columns step, lr)")
+    src.add_argument("--lr-csv", metavar="FILE.csv",
+                     help="CSV with the LR of every step (columns step, lr), or a stored run's name")
     src.add_argument("--schedule", metavar="SPEC", help="schedule spec, e.g. wsd:steps=24000,peak=3e-4,cooldown=0.2")
     p.add_argument("--steps", metavar="S1,S2,...",
                    help="steps to predict at (default: the steps of --lr-csv that have a loss, "
                         "else 100 evenly spaced steps ending at the last step)")
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
-    p.add_argument("--model-size", type=float, help="parameters of the model (laws fitted across sizes)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--model-size", type=float,
+                   help="parameters of the model: required by, and only taken by, a law fitted across model sizes")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output (default: table)")
+    p.add_argument("--db", metavar="URL", help="run store for a stored run's name (SQLAlchemy URL); default "
+                                              "$LRTUNE_DB or the user data dir")
     p.set_defaults(run=run)
 
 
@@ -33,7 +38,11 @@ def predict_targets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """(lr array, steps) from --lr-csv/--schedule and --steps."""
     steps = parse_steps(args.steps)
     if args.lr_csv:
-        lr, loss_steps = read_lr_csv(args.lr_csv)
+        if os.path.isfile(args.lr_csv):
+            lr, loss_steps = read_lr_csv(args.lr_csv)
+        else:  # a stored run (the error names the store when there is none of that name)
+            (run,) = load_curves([args.lr_csv], db=args.db)
+            lr, loss_steps = run.lr, run.steps
         if steps is None:
             steps = loss_steps
     else:
@@ -45,6 +54,13 @@ def predict_targets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
 
 def run(args: argparse.Namespace) -> int:
     law = load_law(args.fit)
+    sized = bool(getattr(law, "model_size", False))
+    if sized and args.model_size is None:
+        raise ValueError(f"{args.fit} was fitted across model sizes: give the model's number of parameters "
+                         f"with --model-size N")
+    if not sized and args.model_size is not None:
+        raise ValueError(f"--model-size: {args.fit} has no model-size term (it was fitted on one model size), "
+                         f"so it cannot predict another size")
     lr, steps = predict_targets(args)
     pred = law.predict_interval(lr, steps, level=args.level, model_size=args.model_size)
     if args.format == "json":

@@ -110,6 +110,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    args.names = list(dict.fromkeys(args.names))  # a name given twice is one run
     with Store(args.db, create=False) as store:
         curves = store.get_curves(args.names)
         specs = {r.name: r.schedule for r in store.list_runs() if r.name in set(args.names)}

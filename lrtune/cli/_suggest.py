@@ -132,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nbest: {b.schedule}")
     print(f"  peak LR {b.peak_lr:.3g}, predicted final loss {b.predicted_loss:.4f} "
           f"[{b.lower:.4f}, {b.upper:.4f}] ({pct} band)")
+    if result.at_edge:
+        end = "smallest" if result.at_edge == "below" else "largest"
+        print(f"  note: {b.peak_lr:.3g} is the {end} peak LR tried, so the optimum may lie {result.at_edge} "
+              f"it: widen the range (--peak-lrs, or observed runs at peak LRs {result.at_edge} it)")
     if result.alternatives:
         print("\nrunners-up (best peak LR of each other shape):")
         print(f"  {'loss':>8} {'lower':>8} {'upper':>8} {'peak LR':>9}  schedule")

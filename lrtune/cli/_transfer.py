@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     _as_schedule_or_eta(args.to)  # a bad target fails before any fit
     sweeps = []
     for i, items in enumerate(args.sweep, 1):
-        curves = load_curves(items, db=args.db)
+        curves = load_curves(items, db=args.db, diverged="cut")  # a diverged run is dropped from its sweep
         try:
             sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
         except ValueError as e:
@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'sweep':>5} {'steps':>7} {'runs':>4} {'optimum':>9} {'lower':>9} {'upper':>9}  ({pct} interval)")
     for i, s in enumerate(sweeps, 1):
         edge = f"  optimum {s.at_edge_} the swept LRs" if s.at_edge_ else ""
+        dropped = f"  dropped as diverged: peak LR {', '.join(f'{g:g}' for g in s.dropped_)}" if s.dropped_ else ""
         print(f"{i:>5} {s.horizon_:>7} {s.peak_lrs_.size:>4} {s.peak_lr_:>9.3g} {s.lower_:>9.3g} "
-              f"{s.upper_:>9.3g}{edge}")
+              f"{s.upper_:>9.3g}{edge}{dropped}")
     print(f"\ntarget: {result.schedule}")
     print(f"peak LR {result.peak_lr:.3g}  [{result.lower:.3g}, {result.upper:.3g}] ({pct} interval)")
     print(f"horizon factor {result.horizon_factor:.2f} +- {result.horizon_factor_sd:.2f}, "
