@@ -120,10 +120,13 @@ class Curve:
         loss = check_loss(self.loss, name=f"{self.name}: loss")
         if loss.size != steps.size:
             raise ValueError(f"{self.name}: steps and loss have different lengths ({steps.size} and {loss.size})")
-        # copies: a buffer the caller reuses for the next run must not change this one
+        # copies: a buffer the caller reuses for the next run must not change this one; a
+        # read-only LR array that owns its data (a cached schedule's) cannot change and is
+        # shared, so many curves of one long schedule do not each hold a copy
         object.__setattr__(self, "steps", np.array(steps, copy=True))
         object.__setattr__(self, "loss", np.array(loss, copy=True))
-        object.__setattr__(self, "lr", np.array(lr, copy=True))
+        shared = not lr.flags.writeable and lr.base is None
+        object.__setattr__(self, "lr", lr if shared else np.array(lr, copy=True))
 
     @property
     def peak_lr(self) -> float:

@@ -173,6 +173,15 @@ def test_a_curve_keeps_its_own_copy_of_the_arrays(wsdcon):
     loss_buf[:] = np.nan
     assert [c.peak_lr for c in curves] == pytest.approx([wsdcon.peak_lr * k for k in (1, 2, 4)])
     assert np.all(curves[0].loss == wsdcon.loss)
+    # a read-only LR array that owns its data cannot change: shared, not copied (curves of
+    # one cached schedule); a read-only view of a buffer that can change is still copied
+    fixed = wsdcon.lr.copy()
+    fixed.setflags(write=False)
+    assert Curve(wsdcon.steps, wsdcon.loss, fixed).lr is fixed
+    buf = wsdcon.lr.copy()
+    view = buf[:]
+    view.setflags(write=False)
+    assert not np.shares_memory(Curve(wsdcon.steps, wsdcon.loss, view).lr, buf)
     # a name that is not a string and meta=None are taken as a user means them
     c = Curve(wsdcon.steps, wsdcon.loss, wsdcon.lr, name=7, meta=None)
     assert c.name == "7" and c.meta == {}
