@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark, one after another, and print each one's wall time.
-#   bash benchmarks/run_all.sh                 # all of them (about 45 minutes on 2 cores)
+#   bash benchmarks/run_all.sh                 # all of them (about 50 minutes on 2 cores)
 #   bash benchmarks/run_all.sh speed suggest   # only these
 set -u
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ PYTHON=${PYTHON:-python}
 declare -A ARGS=([generate_curves]="--report benchmarks/results/generate_curves.md"
                  [hpo_replay]="all" [replay_pruning]="all" [noisy_reports]="--horizons 15000,25000 --orders 5")
 ALL=(convex_numbers mpl_split bands cross_lr generalisation transfer transfer_generated suggest
-     generate_curves speed replay_pruning noisy_reports sampler_other_params hpo_replay)
+     generate_curves speed memory replay_pruning noisy_reports sampler_other_params hpo_replay)
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=("${ALL[@]}")
 status=0
