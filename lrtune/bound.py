@@ -327,14 +327,21 @@ def fit_lr_sweep(base_lr: Any, final_loss: Any) -> LrSweepFit:
     losses of a base-LR sweep gives the sweep's optimal base LR ``sqrt(a / b)``.
     Needs at least 3 distinct base LRs.
     """
-    g = check_lr(base_lr, name="base_lr")
+    try:
+        g = np.asarray(base_lr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("base_lr must be numbers: the base LR of each run of the sweep") from None
+    if g.ndim != 1 or g.size == 0:
+        raise ValueError(f"base_lr must be a non-empty 1-d list, the base LR of each run of the sweep; got shape "
+                         f"{g.shape}")
+    if not np.all(np.isfinite(g) & (g > 0)):
+        i = int(np.argmax(~(np.isfinite(g) & (g > 0))))
+        raise ValueError(f"base_lr must be finite and > 0: run {i} has {float(g[i])!r}")
     y = np.asarray(final_loss, dtype=np.float64)
     if y.shape != g.shape:
         raise ValueError(f"final_loss must have one value per base_lr ({g.size}), got shape {y.shape}")
     if not np.all(np.isfinite(y)):
         raise ValueError("final_loss must be finite (drop diverged runs)")
-    if (g <= 0).any():
-        raise ValueError(f"base_lr must be > 0, got {g[g <= 0][0]}")
     if np.unique(g).size < 3:
         raise ValueError(f"fit_lr_sweep needs at least 3 distinct base LRs, got {np.unique(g).size}")
     X = np.stack([1.0 / g, g, np.ones_like(g)], axis=1)

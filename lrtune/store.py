@@ -418,10 +418,15 @@ class Store:
 
             sched = parse_schedule(spec)
             lr = sched.lr()
-            if lr.size != curve.horizon or not np.allclose(lr, curve.lr, rtol=1e-6, atol=1e-9 * curve.peak_lr):
-                raise ValueError(f"schedule {sched.spec()} does not give the LR of run {curve.name} "
-                                 f"({lr.size} steps, peak {sched.peak_lr:g}; the run has {curve.horizon} "
-                                 f"steps, peak {curve.peak_lr:g})")
+            if lr.size != curve.horizon:
+                raise ValueError(f"schedule {sched.spec()} does not give the LR of run {curve.name}: it has "
+                                 f"{lr.size} steps, the run's LR {curve.horizon}")
+            bad = ~np.isclose(curve.lr, lr, rtol=1e-6, atol=1e-9 * curve.peak_lr)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(f"schedule {sched.spec()} does not give the LR of run {curve.name}: at step {i + 1} "
+                                 f"the run's LR is {curve.lr[i]:.8g} and the schedule's {lr[i]:.8g} "
+                                 f"({int(bad.sum())} steps differ)")
             spec = sched.spec()
         return {"name": curve.name, "schedule": spec, "meta": merged, "horizon": curve.horizon,
                 "peak_lr": curve.peak_lr, "lr": curve.lr.astype(_LR_DTYPE).tobytes(),

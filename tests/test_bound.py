@@ -242,6 +242,8 @@ def test_fit_lr_sweep_recovers_the_minimiser():
     (lambda: convex_schedule("cosine", 100, final_lr=1.0), r"final_lr must be a fraction of the peak in \[0, 1\)"),
     (lambda: fit_lr_sweep([1e-3, 2e-3], [3.0, 3.1]), "at least 3 distinct base LRs, got 2"),
     (lambda: fit_lr_sweep([1e-3, 2e-3, 3e-3], [3.0, 3.1]), "one value per base_lr"),
+    (lambda: fit_lr_sweep([], []), "base_lr must be a non-empty 1-d list, the base LR of each run"),
+    (lambda: fit_lr_sweep([-1e-4, 5e-4, 1e-3], [3.0] * 3), r"base_lr must be finite and > 0: run 0 has -0.0001"),
 ])
 def test_bad_input_raises_value_error_naming_the_field(call, match):
     with pytest.raises(ValueError, match=match):

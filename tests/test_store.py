@@ -178,6 +178,9 @@ def test_a_schedule_that_does_not_give_the_runs_lr_is_refused(url, mpl):
     with Store(url) as store:
         with pytest.raises(ValueError, match="does not give the LR of run cosine_24000"):
             store.add_curves([cosine], schedule="cosine:steps=24000,peak=0.001,warmup=2160,min=0.1")
+        # a near miss names the first step that differs (both sides have 24000 steps at peak 3e-4)
+        with pytest.raises(ValueError, match=r"at step \d+ the run's LR is [0-9.e-]+ and the schedule's"):
+            store.add_curves([cosine], schedule="cosine:steps=24000,peak=3e-4,warmup=2160,min=0.11")
         assert store.list_runs() == []
         store.add_curves([cosine], schedule="cosine:steps=24000,peak=3e-4,warmup=2160,min=0.1", meta={"seed": 3})
         (info,) = store.list_runs()
