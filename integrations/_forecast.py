@@ -178,6 +178,17 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
+def quiet_fit(law: Law, curves: Sequence[Curve]) -> Law:
+    """``law.fit(curves, band=False)`` without its :class:`~lrtune.laws.FitWarning` (a pruner,
+    scheduler or sampler refits at every completed trial: the warnings would repeat in every
+    study).  A law class of the user's own whose ``fit`` takes no ``warn`` still works."""
+    try:
+        law._quiet = True
+    except AttributeError:  # a law with __slots__: it warns
+        pass
+    return law.fit(curves, band=False)
+
+
 def check_forecast_args(**kwargs: object) -> None:
     """Raise a ValueError naming the first argument (of the pruner, scheduler or sampler)
     outside its range."""
@@ -418,7 +429,7 @@ class FinalLossModel:
 
     def _fit(self, curves: Sequence[Curve]) -> Law:
         # the forecast's error is measured below, the law's own band is not needed
-        return self._make_law().fit([_after(c, self.burn_in * c.horizon) for c in curves], band=False)
+        return quiet_fit(self._make_law(), [_after(c, self.burn_in * c.horizon) for c in curves])
 
     def _cross_validate(self, curves: list[Curve], max_folds: int) -> tuple[np.ndarray, int, np.ndarray]:
         """The pooled error profiles (forecasts too high, too low), the number of folds, and

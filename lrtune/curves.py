@@ -191,7 +191,10 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...]) -> dict[str, list
     if missing:
         sep = next((f" (separated by {what}: lrtune reads comma-separated files)" for c, what in
                     ((";", "semicolons"), ("\t", "tabs")) if len(header) == 1 and c in header[0]), "")
-        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}{sep}")
+        hint = (" (a file without LRs needs the schedule: --schedule SPEC, or schedule= in Python)"
+                if missing == ["lr"] else "")
+        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}{sep}"
+                         f"{hint}")
     col = {c: header.index(c) for c in ("step", "lr", "loss", "run") if c in header}
     runs: dict[str, list[tuple[int, float | None, float | None]]] = {}
     default_run = os.path.splitext(os.path.basename(name))[0]

@@ -25,6 +25,7 @@ import dataclasses
 import math
 import numbers
 import time
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -306,6 +307,26 @@ class SuggestResult:
         return out
 
 
+def _warn_far_peaks(law: Any, peaks: np.ndarray) -> None:
+    """A :class:`~lrtune.laws.FitWarning` when candidates lie at peak LRs the law cannot be
+    trusted at: any other than the fitted ones for the multi-power law (no peak-LR term),
+    beyond a factor 2 of them for the others (``benchmarks/results/cross_lr.md``)."""
+    from lrtune.laws import FitWarning
+
+    fitted = getattr(law, "fit_peak_lrs_", None)
+    if not fitted:
+        return
+    factor = 1.05 if getattr(law, "name", "") == "multipower" else 2.0
+    lo, hi = min(fitted) / factor, max(fitted) * factor
+    far = peaks[(peaks < lo) | (peaks > hi)]
+    if far.size:
+        why = ("the multi-power law has no peak-LR term" if factor < 2 else
+               f"the {law.name} law is measured up to a factor 2 beyond the fitted peak LRs")
+        warnings.warn(f"{far.size} of the {peaks.size} peak LRs tried ({far.min():.3g} to {far.max():.3g}) lie outside "
+                      f"{lo:.3g}..{hi:.3g}, and {why}: their predicted losses are extrapolation, and a best "
+                      f"candidate among them is a guess", FitWarning, stacklevel=3)
+
+
 def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequence[str] = FAMILIES,
             cooldowns: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.6, 0.8), shapes: Sequence[str] = COOLDOWN_SHAPES,
             warmup: int = 0, start: float = 0.0, min_lr: float = 0.0, level: float = 0.9, top: int = 5,
@@ -338,6 +359,7 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
         raise ValueError(f"top must be an integer >= 0, got {top!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    _warn_far_peaks(law, peaks)
     t0, c0 = time.perf_counter(), time.process_time()
     shapes_ = candidate_shapes(steps, families=families, cooldowns=cooldowns, shapes=shapes,
                                warmup=warmup, start=start, min_lr=min_lr)
@@ -376,11 +398,14 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
     if curves is not None and len(curves):
         shift = (correction or ResidualCorrection()).log_shift(law, shapes_, peaks, curves)
         loss = loss * np.exp(shift)
-    if not np.isfinite(loss).any():
-        raise ValueError("the law predicts no finite loss for any candidate")
-    loss = np.where(np.isfinite(loss), loss, np.inf)
+    valid = np.isfinite(loss) & (loss > 0)  # a law far outside its fitted peaks can fall to 0 and below
+    if not valid.any():
+        raise ValueError("the law predicts no finite, positive loss for any candidate (peak LRs far beyond the "
+                         "observed runs'?)")
+    loss = np.where(valid, loss, np.inf)
     best_p = np.argmin(loss, axis=1)  # best peak of each shape
-    order = np.argsort(loss[np.arange(K), best_p], kind="stable")[: top + 1]
+    order = [k for k in np.argsort(loss[np.arange(K), best_p], kind="stable")[: top + 1]
+             if np.isfinite(loss[k, best_p[k]])]  # shapes with a valid candidate only
     ranked = []
     for k in order:  # one row at a time: a long horizon's band needs several arrays of its length
         band = predict_batch(law, (peaks[best_p[k]] * eta(k))[None, :], [T], level=level)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -243,6 +244,13 @@ class PeakLRSweep:
         if common.size == 0:
             raise ValueError("the runs of the sweep share no logged step: log the final loss of each")
         last = int(common[-1])
+        if last < 0.95 * eta.size:
+            from lrtune.laws import FitWarning
+
+            short = min(ended, key=lambda c: int(c.steps[-1]))
+            warnings.warn(f"the sweep's runs share no logged step after {last} of their {eta.size} (run {short.name} is "
+                          f"logged up to {int(short.steps[-1])}): its 'final' losses are from step {last}, before the "
+                          f"end of the schedule, and its optimum is that step's", FitWarning, stacklevel=2)
         losses = np.array([c.loss[np.searchsorted(c.steps, last)] if c.meta.get("diverged_at") is None else np.nan
                            for c in curves])
         self.final_step_ = last

@@ -98,6 +98,7 @@ def test_batched_band_equals_row_by_row(fits):
         assert np.allclose(batch.lower[i], one.lower, rtol=1e-12) and np.allclose(batch.upper[i], one.upper, rtol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::lrtune.laws.FitWarning")  # constant runs only, on purpose
 def test_single_curve_fit_has_a_band_twice_the_residual_scale(mpl25):
     law = MomentumLaw().fit(mpl25[0][1])
     assert law.extrapolation_scale_ is None
@@ -180,6 +181,7 @@ def test_fitting_without_band_skips_the_refits(mpl25):
     assert np.log(p.upper / p.loss) == pytest.approx(1.6448536269514722 * np.sqrt(5) * law.residual_scale_, rel=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::lrtune.laws.FitWarning")  # constant runs only, on purpose
 def test_band_of_a_fit_on_two_model_sizes_survives_folds_that_leave_one_size():
     train = [mpl_split("25M")[0][1], mpl_split("400M")[0][1]]  # constant_24000 of two sizes
     law = MomentumLaw(model_size=True).fit(train)

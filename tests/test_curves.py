@@ -241,3 +241,8 @@ def test_a_file_with_another_separator_is_named_as_such(sep, what):
     text = sep.join(["step", "lr", "loss"]) + "\n" + sep.join(["1", "0.1", "3.0"]) + "\n"
     with pytest.raises(ValueError, match=f"separated by {what}: lrtune reads comma-separated files"):
         read_curves(io.StringIO(text))
+
+
+def test_a_file_without_an_lr_column_is_told_about_the_schedule():
+    with pytest.raises(ValueError, match="missing column.s. lr; .* needs the schedule: --schedule SPEC"):
+        read_curves(io.StringIO("step,loss\n1,3.0\n2,2.9\n"))

@@ -18,8 +18,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrtune.curves import Curve
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, check_forecast_args, curve_from_points,
-                                           is_diverging, law_factory, reaches_horizon, schedule_distance2, schedule_lr,
-                                           schedule_shape)
+                                           is_diverging, law_factory, quiet_fit, reaches_horizon, schedule_distance2,
+                                           schedule_lr, schedule_shape)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import SCHEDULE_ATTR, ScheduleSpace, trial_schedule
 from lrtune.laws import Law
@@ -265,7 +265,7 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
             if fits is None:
                 data = [f.curve for f in curves]
                 try:
-                    fits = [self._law().fit(data, band=False)]
+                    fits = [quiet_fit(self._law(), data)]
                 except Exception as e:  # a pure function of these curves: it would fail again at every trial
                     fits, error = [], e
                 else:
@@ -275,7 +275,7 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
                         if np.unique(pick).size < 2:
                             continue
                         try:
-                            fits.append(self._law().fit([data[i] for i in pick], band=False))
+                            fits.append(quiet_fit(self._law(), [data[i] for i in pick]))
                         except ValueError:
                             continue
                 self._fits[key] = fits

@@ -12,7 +12,10 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Sequence
+
+from lrtune.laws import FitWarning
 
 #: sub-command name -> module (relative to this package) that implements it
 COMMANDS: dict[str, str] = {
@@ -56,9 +59,21 @@ def check_output(path: str, flag: str) -> None:
         raise ValueError(f"{flag} {path}: the folder {folder} cannot be written")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """lrtune's own warnings as one line each, like its errors."""
+    print(f"lrtune: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", FitWarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         for flag in ("output", "plot"):  # a file to write: its folder is checked before any work
             if isinstance(getattr(args, flag, None), str):

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for i, s in enumerate(sweeps, 1):
         edge = f"  optimum {s.at_edge_} the swept LRs" if s.at_edge_ else ""
         dropped = f"  dropped as diverged: peak LR {', '.join(f'{g:g}' for g in s.dropped_)}" if s.dropped_ else ""
+        if s.final_step_ < 0.95 * s.horizon_:
+            dropped += f"  final losses read at step {s.final_step_}"
         print(f"{i:>5} {s.horizon_:>7} {s.peak_lrs_.size:>4} {s.peak_lr_:>9.3g} {s.lower_:>9.3g} "
               f"{s.upper_:>9.3g}{edge}{dropped}")
     print(f"\ntarget: {result.schedule}")

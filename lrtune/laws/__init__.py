@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from lrtune.laws._base import Law, NotFittedError, Prediction
+from lrtune.laws._base import FitWarning, Law, NotFittedError, Prediction
 from lrtune.laws.momentum import MomentumLaw
 
 LAWS: dict[str, type[Law]] = {MomentumLaw.name: MomentumLaw}
@@ -54,6 +54,6 @@ def load_law(source: str | os.PathLike | dict) -> Law:
     return LAWS[data["law"]].from_dict(data)
 
 
-__all__ = ["LAWS", "Law", "MomentumLaw", "NotFittedError", "Prediction", "load_law", "make_law"]
+__all__ = ["LAWS", "FitWarning", "Law", "MomentumLaw", "NotFittedError", "Prediction", "load_law", "make_law"]
 if "multipower" in LAWS:
     __all__.append("MultiPowerLaw")

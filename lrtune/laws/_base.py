@@ -40,6 +40,7 @@ import dataclasses
 import json
 import math
 import numbers
+import warnings
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
@@ -47,7 +48,15 @@ from scipy import stats
 
 from lrtune.curves import Curve, check_lr, check_steps, show_value
 
-__all__ = ["Law", "Prediction", "NotFittedError", "check_lr_batch"]
+__all__ = ["FitWarning", "Law", "Prediction", "NotFittedError", "check_lr_batch"]
+
+
+class FitWarning(UserWarning):
+    """A fit that will predict poorly beyond what its curves show (see :meth:`Law.fit`)."""
+
+
+#: run settings that make curves of different models or data when they differ
+_RUN_KEYS = ("model_size", "model", "dataset", "n_layer", "n_embd")
 
 #: band growth per unit of ln(step / fitted horizon), per law (chosen in benchmarks/bands.py;
 #: a law not listed gets the largest)
@@ -194,12 +203,18 @@ class Law(abc.ABC):
         return np.ones(curve.steps.size, bool)
 
     # -- protocol ---------------------------------------------------------------------
-    def fit(self, curves: Sequence[Curve] | Curve, *, band: bool = True) -> "Law":
+    def fit(self, curves: Sequence[Curve] | Curve, *, band: bool = True, warn: bool = True) -> "Law":
         """Fit on observed curves and return ``self``.
 
         With ``band`` (default) the law is refitted leaving each curve out (at most
         ``BAND_FOLDS`` refits) to measure ``extrapolation_scale_`` for
-        :meth:`predict_interval`; ``band=False`` skips that.
+        :meth:`predict_interval`; ``band=False`` skips that.  With ``warn`` (default) a
+        :class:`FitWarning` says when the curves cannot support the predictions users
+        usually ask for: no curve's LR decays (what a cooldown does is then unknown), the
+        curves come from different models or data (``meta`` keys ``model_size``,
+        ``model``, ``dataset``, ``n_layer``, ``n_embd``) for a law without the model-size
+        term, the multi-power law (no peak-LR term) on curves at several peak LRs, or an
+        R^2 below 0.9 (a diverged run among the curves?).
         """
         curves = [curves] if isinstance(curves, Curve) else list(curves)
         if not curves:
@@ -226,7 +241,38 @@ class Law(abc.ABC):
         self.fit_peak_lrs_ = sorted({float(c.peak_lr) for c in curves})
         self.extrapolation_scale_ = self._leave_one_curve_out(curves, masks) if band and len(curves) >= 2 else None
         self.band_growth_ = band_growth_defaults(self.name)
+        if warn and not getattr(self, "_quiet", False):  # _quiet: set by callers that fit many times
+            for message in self._fit_warnings(curves):
+                warnings.warn(message, FitWarning, stacklevel=2)
         return self
+
+    def _fit_warnings(self, curves: list[Curve]) -> list[str]:
+        out = []
+        decays = False
+        for c in curves:
+            lr = c.lr[: int(c.steps[-1])]
+            top = int(np.argmax(lr))
+            decays |= bool(lr[top:].min() < 0.9 * lr[top])
+        if not decays:
+            out.append(f"the {self.name} law was fitted on curves whose LR never decays (constant after warmup): "
+                       f"what a cooldown or decay does to the loss is not in the data, and predictions of such "
+                       f"schedules are a guess with too narrow a band; add a run with a decay")
+        if not getattr(self, "model_size", False):
+            for key in _RUN_KEYS:
+                values = {str(c.meta[key]) for c in curves if key in c.meta}
+                if len(values) > 1:
+                    out.append(f"the curves come from runs of different {key} ({', '.join(sorted(values)[:4])}): one "
+                               f"law describes one model on one data set (fit each apart, or use the momentum law "
+                               f"with model_size=True across model sizes)")
+                    break
+        if self.name == "multipower" and len(self.fit_peak_lrs_) > 1 and \
+                self.fit_peak_lrs_[-1] > 1.05 * self.fit_peak_lrs_[0]:
+            out.append("the multi-power law has no term for the peak LR: fitted on runs at several peak LRs it "
+                       "averages them, and it cannot predict another peak LR (use the momentum law)")
+        if self.r2_ is not None and math.isfinite(self.r2_) and self.r2_ < 0.9:
+            out.append(f"the {self.name} law describes these curves poorly (R^2 {self.r2_:.3g}): a diverged run, or "
+                       f"runs of different models, among them?")
+        return out
 
     def _base_scale(self) -> float:
         """``sqrt(residual_scale^2 + extrapolation_scale^2)`` (see the module docstring)."""

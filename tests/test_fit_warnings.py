@@ -1,0 +1,80 @@
+"""Warnings where the data cannot support what is asked of a fit, on real curves: no decay
+seen, runs of different models mixed, the multi-power law across peak LRs, candidates far
+beyond the fitted peak LRs, a sweep whose 'final' losses are read mid-run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from lrtune.cli import main
+from lrtune.curves import write_curve_csv
+from lrtune.datasets import load_mpl, load_schaipp
+from lrtune.laws import FitWarning, make_law
+from lrtune.suggest import suggest
+from lrtune.transfer import PeakLRSweep
+
+MAIN = dict(group="main", n_layer="12", n_embd="768")
+
+
+def _messages(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, FitWarning)]
+
+
+def _fit(law, curves, **kw) -> list[str]:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        make_law(law).fit(curves, **kw)
+    return _messages(record)
+
+
+def test_a_fit_that_never_saw_a_decay_mixed_models_or_the_multipower_law_across_peaks_warns():
+    constant, cosine = load_mpl("25M", ["constant_24000", "cosine_24000"])
+    assert any("never decays" in m for m in _fit("momentum", [constant]))
+    assert _fit("momentum", [constant, cosine]) == []
+    assert _fit("momentum", [constant], warn=False) == []
+    big = load_mpl("400M", ["cosine_24000"])
+    msgs = _fit("momentum", [constant, cosine] + big)
+    assert any("different model_size (25000000.0, 400000000.0)" in m for m in msgs)
+    runs = [c for c in load_schaipp(**MAIN, horizon="15000", schedule="wsd", decay_type="linear", cooldown_frac="0.2")
+            if c.meta["base_lr"] in ("0.001", "0.002")]
+    assert any("no term for the peak LR" in m for m in _fit("multipower", runs))
+    assert not any("no term for the peak LR" in m for m in _fit("momentum", runs))
+
+
+def test_suggest_never_picks_a_value_that_is_no_loss_and_warns_about_far_peak_lrs(tmp_path, capsys):
+    runs = [c for c in load_schaipp(**MAIN, horizon="15000", base_lr="0.001")
+            if c.meta["schedule"] in ("constant", "cosine") or c.meta.get("cooldown_frac") == "0.2"]
+    law = make_law("multipower").fit(runs)
+    peaks = [5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1]
+    with pytest.warns(FitWarning, match="7 of the 8 peak LRs tried .* no peak-LR term"):
+        r = suggest(law, 50000, peaks, warmup=301)
+    assert math.isfinite(r.best.predicted_loss) and r.best.predicted_loss > 0
+    assert all(math.isfinite(a.predicted_loss) and a.predicted_loss > 0 for a in r.alternatives)
+    # through the CLI: strict JSON, and the warning on one line
+    fit, path = str(tmp_path / "mp.json"), str(tmp_path / "runs.csv")
+    law.to_json(fit)
+    write_curve_csv(runs, path)
+    capsys.readouterr()
+    assert main(["suggest", path, "--fit", fit, "--steps", "50000", "--no-correction", "--format", "json",
+                 "--peak-lrs", ",".join(map(str, peaks))]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert err.startswith("lrtune: warning: 7 of the 8 peak LRs tried")
+
+
+def test_a_sweep_whose_runs_share_no_late_step_warns_that_its_final_losses_are_mid_run():
+    runs = load_schaipp(**MAIN, horizon="25000", schedule="wsd", decay_type="linear", cooldown_frac="0.2")
+    full = PeakLRSweep(n_boot=200).fit(runs)
+    first = runs[0]  # logged only up to step 10000, before its cooldown
+    keep = first.steps <= 10000
+    short = [dataclasses.replace(first, steps=first.steps[keep], loss=first.loss[keep])] + runs[1:]
+    with pytest.warns(FitWarning, match=r"share no logged step after 10000 of their 25000"):
+        mid = PeakLRSweep(n_boot=200).fit(short)
+    assert mid.final_step_ == 10000 and full.final_step_ > 0.95 * 25000
+    assert not np.isclose(mid.peak_lr_, full.peak_lr_, rtol=0.05)  # the mid-run optimum is another one
