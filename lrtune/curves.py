@@ -157,7 +157,8 @@ def _parse_float(text: str, what: str) -> float | None:
         raise ValueError(f"{what}: not a number: {text!r}") from None
 
 
-def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...]) -> tuple[str, dict[str, list]]:
+def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...],
+               columns: dict[str, str] | None = None) -> tuple[str, dict[str, list]]:
     """Parse a curve CSV into {run: [(step, lr or None, loss or None), ...]}."""
     if isinstance(path, io.TextIOBase):
         name = getattr(path, "name", None) or "<stream>"
@@ -179,20 +180,45 @@ def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...])
     if not text.strip():
         raise ValueError(f"{name}: the file is empty (expected a header row with step, lr, loss)")
     try:
-        return name, _parse_rows(name, text, needed)
+        return name, _parse_rows(name, text, needed, columns)
     except csv.Error as e:
         raise ValueError(f"{name}: not a readable CSV file ({e})") from None
 
 
-def _parse_rows(name: str, text: str, needed: tuple[str, ...]) -> dict[str, list]:
+COLUMNS = ("step", "lr", "loss", "run")
+
+
+def check_columns(columns: dict[str, str] | None) -> dict[str, str]:
+    """A column mapping ``{lrtune's name: the file's}`` (keys among step, lr, loss, run)."""
+    if columns is None:
+        return {}
+    if not isinstance(columns, dict):
+        raise ValueError(f"columns must be a dict {{lrtune's name: the file's column}}, got {columns!r}")
+    bad = sorted(k for k in columns if k not in COLUMNS)
+    if bad:
+        raise ValueError(f"columns: unknown column name(s) {', '.join(map(repr, bad))}; lrtune's are "
+                         f"{', '.join(COLUMNS)}")
+    return {k: str(v).strip().lower() for k, v in columns.items()}
+
+
+def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str, str] | None = None) -> dict[str, list]:
     reader = csv.reader(io.StringIO(text, newline=None))  # \r, \r\n and \n all end a row
     header = [h.strip().lower() for h in next(reader)]
+    mapping = check_columns(columns)
+    for ours, theirs in mapping.items():  # the file's column takes lrtune's name
+        if theirs not in header:
+            raise ValueError(f"{name}: no column {theirs!r} to read as {ours!r}; the header has {', '.join(header)}")
+        if theirs != ours:
+            header = [f"{h} (unused)" if h == ours else h for h in header]
+            header[header.index(theirs)] = ours
     missing = [c for c in needed if c not in header]
     if missing:
         sep = next((f" (separated by {what}: lrtune reads comma-separated files)" for c, what in
                     ((";", "semicolons"), ("\t", "tabs")) if len(header) == 1 and c in header[0]), "")
-        hint = (" (a file without LRs needs the schedule: --schedule SPEC, or schedule= in Python)"
+        hint = ("; a file without LRs needs the schedule (--schedule SPEC, schedule= in Python)"
                 if missing == ["lr"] else "")
+        hint += (f"; columns named otherwise are read with --columns {missing[0]}=NAME,... "
+                 f"(columns= in Python)") if not mapping else ""
         raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}{sep}"
                          f"{hint}")
     col = {c: header.index(c) for c in ("step", "lr", "loss", "run") if c in header}
@@ -220,7 +246,8 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...]) -> dict[str, list
     return runs
 
 
-def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None, diverged: str = "raise") -> list[Curve]:
+def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None, diverged: str = "raise",
+                columns: dict[str, str] | None = None) -> list[Curve]:
     """Read the curves of a CSV file (one per ``run`` value, in order of appearance).
 
     ``schedule`` (a spec string or :class:`~lrtune.schedules.Schedule`) gives the LR when
@@ -231,10 +258,13 @@ def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None, d
     :class:`DivergedRunError` naming the step; with ``diverged="cut"`` the run is kept up
     to its last loss before that step, and ``meta["diverged_at"]`` holds the step (a run
     without any loss before it still raises).
+
+    ``columns`` maps lrtune's column names to the file's, for files written by other tools:
+    ``{"step": "Step", "lr": "learning_rate", "loss": "train/loss"}`` (case is ignored).
     """
     if diverged not in ("raise", "cut"):
         raise ValueError(f"diverged must be 'raise' or 'cut', got {diverged!r}")
-    name, runs = _read_runs(path, ("step", "loss") if schedule is not None else ("step", "lr", "loss"))
+    name, runs = _read_runs(path, ("step", "loss") if schedule is not None else ("step", "lr", "loss"), columns)
     for run, rows in runs.items():
         if all(loss is None for _, _, loss in rows):
             raise ValueError(f"{name}: no row of run {run!r} has a loss (is the loss column missing?)")

@@ -536,10 +536,11 @@ class Store:
 
 
 def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: Any = None,
-                   diverged: str = "raise") -> list[Curve]:
+                   diverged: str = "raise", columns: dict[str, str] | None = None) -> list[Curve]:
     """Curves from CSV files and stored runs: an item that is an existing file is read as
     CSV (``schedule`` gives its LR when the file does not; where both give one they must
-    agree, as for a stored run's LRs; ``diverged`` as for :func:`~lrtune.curves.read_curves`),
+    agree, as for a stored run's LRs; ``diverged`` and ``columns`` as for
+    :func:`~lrtune.curves.read_curves`),
     anything else is a run name in the store at ``db`` (default :func:`default_url`).  The
     store is opened only when some item is not a file, and never created."""
     items = [items] if isinstance(items, (str, os.PathLike)) else list(items)
@@ -552,7 +553,7 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
     try:
         for item in items:
             if os.path.isfile(item):
-                out.extend(read_curves(item, schedule=schedule, diverged=diverged))
+                out.extend(read_curves(item, schedule=schedule, diverged=diverged, columns=columns))
                 continue
             if os.path.isdir(item):
                 raise ValueError(f"{item} is a folder, not a CSV file (give the files in it, e.g. {item}/*.csv)")

@@ -322,3 +322,29 @@ def test_an_output_file_in_a_missing_folder_or_a_folder_is_refused_before_any_wo
     assert "--plot" in capsys.readouterr().err
     assert main(["fit", str(files["dir"])]) == 2  # a folder given as a curve file
     assert "is a folder, not a CSV file" in capsys.readouterr().err
+
+
+def test_columns_named_otherwise_are_read_with_columns(files, tmp_path, capsys):
+    # a logger's export: other names, another column order, an extra column, and a 'loss' that is
+    # the training loss while the validation loss is wanted
+    c = files["held_curve"]
+    path = tmp_path / "export.csv"
+    logged = dict(zip(c.steps.tolist(), c.loss.tolist()))
+    with open(path, "w") as f:
+        f.write("Step,val/loss,learning_rate,loss,wall_time\n")
+        for s, lr in enumerate(c.lr.tolist(), start=1):
+            v = logged.get(s)
+            f.write(f"{s},{'' if v is None else repr(v)},{lr!r},{'' if v is None else repr(v + 0.5)},{s * 0.1}\n")
+    capsys.readouterr()
+    assert main(["fit", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) lr" in err and "read with --columns lr=NAME" in err
+    cols = "step=Step,lr=learning_rate,loss=val/loss"
+    assert main(["fit", str(path), "--columns", cols, "-o", str(tmp_path / "a.json")]) == 0
+    assert main(["fit", files["held"], "-o", str(tmp_path / "b.json")]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["params"] == b["params"]  # the validation loss was read, not the 'loss' column
+    for bad, message in [("step=Step,lr=lr_typo,loss=val/loss", "no column 'lr_typo' to read as 'lr'"),
+                         ("steps=Step", "unknown column name(s) 'steps'"), ("step", "NAME=COLUMN pairs")]:
+        assert main(["fit", str(path), "--columns", bad]) == 2
+        assert message in capsys.readouterr().err

@@ -244,5 +244,5 @@ def test_a_file_with_another_separator_is_named_as_such(sep, what):
 
 
 def test_a_file_without_an_lr_column_is_told_about_the_schedule():
-    with pytest.raises(ValueError, match="missing column.s. lr; .* needs the schedule: --schedule SPEC"):
+    with pytest.raises(ValueError, match=r"missing column.s. lr; .* needs the schedule \(--schedule SPEC"):
         read_curves(io.StringIO("step,loss\n1,3.0\n2,2.9\n"))

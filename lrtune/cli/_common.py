@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lrtune.curves import Curve, read_curves
+from lrtune.curves import Curve, check_columns, read_curves
 
 
 def parse_steps(text: str | None) -> np.ndarray | None:
@@ -27,16 +27,37 @@ def parse_steps(text: str | None) -> np.ndarray | None:
 
 
 def load_curves(items: Sequence[str], schedule: str | None = None, db: str | None = None,
-                diverged: str = "raise") -> list[Curve]:
-    """Curves from CSV files (or from the run store by name, when lrtune.store exists)."""
+                diverged: str = "raise", columns: str | None = None) -> list[Curve]:
+    """Curves from CSV files (or from the run store by name, when lrtune.store exists);
+    ``columns``: the text of ``--columns``."""
+    mapping = parse_columns(columns)
     if importlib.util.find_spec("lrtune.store") is not None:
         from lrtune.store import resolve_curves
 
-        return resolve_curves(list(items), db=db, schedule=schedule, diverged=diverged)
+        return resolve_curves(list(items), db=db, schedule=schedule, diverged=diverged, columns=mapping)
     curves: list[Curve] = []
     for path in items:
-        curves.extend(read_curves(path, schedule=schedule, diverged=diverged))
+        curves.extend(read_curves(path, schedule=schedule, diverged=diverged, columns=mapping))
     return curves
+
+
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """``--columns step=Step,lr=learning_rate,loss=train/loss`` as a dict."""
+    if text is None:
+        return None
+    out = {}
+    for part in text.split(","):
+        ours, eq, theirs = part.partition("=")
+        if not eq or not ours.strip() or not theirs.strip():
+            raise ValueError(f"--columns takes NAME=COLUMN pairs separated by commas (e.g. "
+                             f"step=Step,lr=learning_rate,loss=train/loss), got {part!r}")
+        out[ours.strip().lower()] = theirs.strip()
+    return check_columns(out) and out
+
+
+def add_columns_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--columns", metavar="NAME=COLUMN,...",
+                   help="read files whose columns are named otherwise, e.g. step=Step,lr=learning_rate,loss=train/loss")
 
 
 def add_curve_args(p: argparse.ArgumentParser) -> None:
@@ -44,6 +65,7 @@ def add_curve_args(p: argparse.ArgumentParser) -> None:
                    help="curve CSV files (columns step, lr, loss; optional run) or stored run names")
     p.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
+    add_columns_arg(p)
 
 
 def add_law_args(p: argparse.ArgumentParser) -> None:

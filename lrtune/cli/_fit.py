@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    curves = load_curves(args.curves, schedule=args.schedule, db=args.db)
+    curves = load_curves(args.curves, schedule=args.schedule, db=args.db, columns=args.columns)
     law = make_law(args.law or "momentum").fit(curves)
     print(law.summary())
     if args.output:

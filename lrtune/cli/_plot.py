@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lrtune.cli._common import load_curves
+from lrtune.cli._common import add_columns_arg, load_curves
 from lrtune.laws import load_law
 from lrtune.plotting import plot_predictions
 from lrtune.schedules import parse_schedule
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also draw the prediction for this schedule (repeatable)")
     p.add_argument("--schedule", metavar="SPEC", help="schedule spec giving the LR of the curves when the files do not")
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL)")
+    add_columns_arg(p)
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
     p.set_defaults(run=run)
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     law = load_law(args.fit)
-    curves = load_curves(args.curves, schedule=args.schedule, db=args.db) if args.curves else []
+    curves = load_curves(args.curves, schedule=args.schedule, db=args.db, columns=args.columns) if args.curves else []
     schedules = [(spec, parse_schedule(spec).lr()) for spec in args.predict]
     if not curves and not schedules:
         raise ValueError("nothing to plot: give curve files or --predict SPEC")

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from lrtune.cli._common import add_columns_arg, parse_columns
 from lrtune.curves import Curve, read_curves, write_curve_csv
 from lrtune.store import Store, StoreNotFoundError
 
@@ -27,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
     imp.add_argument("--name", help="name of the run (only when the files hold a single run)")
     imp.add_argument("--replace", action="store_true", help="overwrite stored runs of the same name")
+    add_columns_arg(imp)
 
     ls = actions.add_parser("list", help="list the stored runs")
     ls.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
@@ -56,7 +58,7 @@ def _import(args: argparse.Namespace) -> int:
     curves: list[Curve] = []
     schedules: dict[str, str | None] = {}  # from an export's FILE.runs.json
     for path in args.files:
-        found = read_curves(path, schedule=args.schedule)
+        found = read_curves(path, schedule=args.schedule, columns=parse_columns(args.columns))
         side = _sidecar(path)
         if os.path.isfile(side):
             try:

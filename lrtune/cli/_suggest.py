@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         fitted = load_law(args.fit).name
         if fitted != args.law:
             raise ValueError(f"--fit {args.fit} holds a {fitted} law but --law {args.law} was given: drop one")
-    curves = load_curves(args.curves, schedule=args.schedule, db=args.db)
+    curves = load_curves(args.curves, schedule=args.schedule, db=args.db, columns=args.columns)
     if args.peak_lrs:
         peaks = _floats(args.peak_lrs, "--peak-lrs")
     else:

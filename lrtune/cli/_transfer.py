@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from lrtune.cli._common import load_curves
+from lrtune.cli._common import add_columns_arg, load_curves
 from lrtune.transfer import FORMS, PeakLRSweep, PeakLRTransfer
 
 
@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "ignored; a re-warm needs peak and peak2, whose ratio is its shape)")
     p.add_argument("--schedule", metavar="SPEC", help=argparse.SUPPRESS)  # refused with a pointer: see run
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
+    add_columns_arg(p)
     p.add_argument("--form", choices=FORMS, default="inverse",
                    help="final loss against peak LR: A/lr + B*lr + C (inverse, default) or a parabola in ln lr")
     p.add_argument("--level", type=float, default=0.9, help="interval probability (default 0.9)")
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     _as_schedule_or_eta(args.to)  # a bad target fails before any fit
     sweeps = []
     for i, items in enumerate(args.sweep, 1):
-        curves = load_curves(items, db=args.db, diverged="cut")  # a diverged run is dropped from its sweep
+        curves = load_curves(items, db=args.db, diverged="cut", columns=args.columns)  # a diverged run is dropped from its sweep
         try:
             sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
         except ValueError as e:
