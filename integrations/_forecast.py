@@ -59,7 +59,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.special import ndtr, stdtrit
 
-from lrtune.curves import Curve
+from lrtune.curves import Curve, shared_lr
 from lrtune.laws import Law, make_law
 from lrtune.schedules import parse_schedule
 
@@ -128,8 +128,7 @@ def schedule_lr(spec: str) -> np.ndarray:
     except MemoryError:
         raise ValueError(f"schedule {spec!r}: {schedule.steps} steps do not fit in memory "
                          f"(is the horizon in optimizer steps?)") from None
-    lr.setflags(write=False)
-    return lr
+    return shared_lr(lr)  # read-only, and shared by the curves built on it
 
 
 class _LawFactory:

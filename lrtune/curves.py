@@ -19,6 +19,7 @@ import io
 import math
 import numbers
 import os
+import weakref
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -95,6 +96,18 @@ def check_loss(loss: Any, *, name: str = "loss") -> np.ndarray:
     return arr
 
 
+#: LR arrays lrtune keeps unchanged, by id: curves share them instead of copying
+_SHARED: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+
+
+def shared_lr(lr: np.ndarray) -> np.ndarray:
+    """Make ``lr`` read-only and let every :class:`Curve` built on it share it instead of
+    copying it (for arrays that are never changed again, like a cache's)."""
+    lr.setflags(write=False)
+    _SHARED[id(lr)] = lr
+    return lr
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Curve:
     """One run: logged ``steps`` (ints >= 1, increasing), ``loss`` at those steps, and the
@@ -120,13 +133,12 @@ class Curve:
         loss = check_loss(self.loss, name=f"{self.name}: loss")
         if loss.size != steps.size:
             raise ValueError(f"{self.name}: steps and loss have different lengths ({steps.size} and {loss.size})")
-        # copies: a buffer the caller reuses for the next run must not change this one; a
-        # read-only LR array that owns its data (a cached schedule's) cannot change and is
-        # shared, so many curves of one long schedule do not each hold a copy
+        # copies: a buffer the caller reuses for the next run must not change this one; an
+        # LR array lrtune keeps unchanged (:func:`shared_lr`, a cached schedule's) is shared,
+        # so many curves of one long schedule do not each hold a copy
         object.__setattr__(self, "steps", np.array(steps, copy=True))
         object.__setattr__(self, "loss", np.array(loss, copy=True))
-        shared = not lr.flags.writeable and lr.base is None
-        object.__setattr__(self, "lr", lr if shared else np.array(lr, copy=True))
+        object.__setattr__(self, "lr", lr if _SHARED.get(id(lr)) is lr else np.array(lr, copy=True))
 
     @property
     def peak_lr(self) -> float:
@@ -215,8 +227,8 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str
     if missing:
         sep = next((f" (separated by {what}: lrtune reads comma-separated files)" for c, what in
                     ((";", "semicolons"), ("\t", "tabs")) if len(header) == 1 and c in header[0]), "")
-        hint = ("; a file without LRs needs the schedule (--schedule SPEC, schedule= in Python)"
-                if missing == ["lr"] else "")
+        hint = ("; a file without LRs needs its schedule (--schedule SPEC where the command takes it, "
+                "schedule= in Python)" if missing == ["lr"] else "")
         hint += (f"; columns named otherwise are read with --columns {missing[0]}=NAME,... "
                  f"(columns= in Python)") if not mapping else ""
         raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}{sep}"
@@ -272,9 +284,11 @@ def read_curves(path: str | os.PathLike | io.TextIOBase, schedule: Any = None, d
             for run, rows in runs.items()]
 
 
-def read_lr_csv(path: str | os.PathLike | io.TextIOBase) -> tuple[np.ndarray, np.ndarray | None]:
-    """The LR array of a one-run CSV and the steps that have a loss (None if no row has one)."""
-    name, runs = _read_runs(path, ("step", "lr"))
+def read_lr_csv(path: str | os.PathLike | io.TextIOBase,
+                columns: dict[str, str] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The LR array of a one-run CSV and the steps that have a loss (None if no row has one);
+    ``columns`` as for :func:`read_curves`."""
+    name, runs = _read_runs(path, ("step", "lr"), columns)
     if len(runs) != 1:
         raise ValueError(f"{name}: holds {len(runs)} runs ({', '.join(list(runs)[:3])}); give one run")
     (run, rows), = runs.items()

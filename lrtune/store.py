@@ -555,21 +555,22 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
             if os.path.isfile(item):
                 out.extend(read_curves(item, schedule=schedule, diverged=diverged, columns=columns))
                 continue
-            if os.path.isdir(item):
-                raise ValueError(f"{item} is a folder, not a CSV file (give the files in it, e.g. {item}/*.csv)")
+            folder = (f"{item} is a folder, not a CSV file (give the files in it, e.g. {item}/*.csv)"
+                      if os.path.isdir(item) else None)  # unless a stored run has that name
             if store is None and not where:
                 try:
                     store = Store(db, create=False)
                 except StoreNotFoundError as e:
                     where = e.url
                 except ValueError as e:  # a store that cannot be read: the file may just be misspelt
-                    raise ValueError(f"no such file: {item}; nor can it be looked up as a stored run ({e})") from None
+                    raise ValueError(folder or f"no such file: {item}; nor can it be looked up as a stored run "
+                                               f"({e})") from None
             if store is None:
-                raise ValueError(f"no such file or stored run: {item} (no run store at {where})")
+                raise ValueError(folder or f"no such file or stored run: {item} (no run store at {where})")
             try:
                 curves = store.get_curves([item])
             except ValueError:
-                raise ValueError(f"no such file or stored run: {item} (runs are looked up in {store})") from None
+                raise ValueError(folder or f"no such file or stored run: {item} (runs are looked up in {store})") from None
             if schedule is not None:  # a schedule given for a stored run must agree with its LRs, as with a file's
                 if schedule_lr is None:
                     schedule_lr = parse_schedule(schedule).lr()

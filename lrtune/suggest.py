@@ -416,9 +416,16 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
     ff = None
     if free_form:
         floor = min(max(1e-3, float(min_lr)), 1 - 1e-9)  # never below --min, as the families
-        ff = optimize_free_form(law, T, peak_range=(float(peaks[0]), float(peaks[-1])), warmup=warmup,
+        usable = peaks[np.isfinite(loss).any(axis=0)]  # peak LRs where some candidate's value is a loss
+        ff = optimize_free_form(law, T, peak_range=(float(usable[0]), float(usable[-1])), warmup=warmup,
                                 start=start, init=ranked[0], level=level, floor=floor)
-        if curves is not None and len(curves):  # corrected as the families are
+        if not (math.isfinite(ff.predicted_loss) and ff.predicted_loss > 0):
+            from lrtune.laws import FitWarning
+
+            warnings.warn("the free-form schedule's predicted value is not a positive loss (the law is "
+                          "extrapolated there): it is left out", FitWarning, stacklevel=2)
+            ff = None
+        if ff is not None and curves is not None and len(curves):  # corrected as the families are
             up_ff = math.exp(float((correction or ResidualCorrection()).log_shift(
                 law, [ff.lr], np.array([ff.peak_lr]), curves)[0, 0]))
             ff = dataclasses.replace(ff, predicted_loss=ff.predicted_loss * up_ff, lower=ff.lower * up_ff,

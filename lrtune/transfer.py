@@ -384,9 +384,16 @@ class PeakLRSweep:
 
 
 def _check_same_schedule(curves: Sequence[Curve]) -> np.ndarray:
-    first = curves[0]
+    """The schedule the runs share, at peak 1.  A diverged run (``meta["diverged_at"]``)
+    whose log stopped early may have only a prefix of the LRs: it must agree on those."""
+    ended = [c for c in curves if c.meta.get("diverged_at") is None] or list(curves)
+    first = ended[0]
     eta = first.lr / first.peak_lr
-    for c in curves[1:]:
+    for c in curves:
+        if c is first:
+            continue
+        if c.meta.get("diverged_at") is not None and c.horizon < first.horizon:
+            c = dataclasses.replace(c, lr=np.concatenate([c.lr, first.lr[c.horizon:] * (c.peak_lr / first.peak_lr)]))
         if c.horizon != first.horizon:
             raise ValueError(
                 f"runs with different schedules passed as one sweep: {first.name} has {first.horizon} steps, "

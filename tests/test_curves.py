@@ -173,15 +173,15 @@ def test_a_curve_keeps_its_own_copy_of_the_arrays(wsdcon):
     loss_buf[:] = np.nan
     assert [c.peak_lr for c in curves] == pytest.approx([wsdcon.peak_lr * k for k in (1, 2, 4)])
     assert np.all(curves[0].loss == wsdcon.loss)
-    # a read-only LR array that owns its data cannot change: shared, not copied (curves of
-    # one cached schedule); a read-only view of a buffer that can change is still copied
-    fixed = wsdcon.lr.copy()
-    fixed.setflags(write=False)
+    # an array lrtune keeps unchanged (shared_lr: a cached schedule's) is shared, not copied;
+    # a user's read-only array is copied (whoever holds it may make it writeable again)
+    from lrtune.curves import shared_lr
+
+    fixed = shared_lr(wsdcon.lr.copy())
     assert Curve(wsdcon.steps, wsdcon.loss, fixed).lr is fixed
-    buf = wsdcon.lr.copy()
-    view = buf[:]
-    view.setflags(write=False)
-    assert not np.shares_memory(Curve(wsdcon.steps, wsdcon.loss, view).lr, buf)
+    mine = wsdcon.lr.copy()
+    mine.setflags(write=False)
+    assert not np.shares_memory(Curve(wsdcon.steps, wsdcon.loss, mine).lr, mine)
     # a name that is not a string and meta=None are taken as a user means them
     c = Curve(wsdcon.steps, wsdcon.loss, wsdcon.lr, name=7, meta=None)
     assert c.name == "7" and c.meta == {}
@@ -244,5 +244,5 @@ def test_a_file_with_another_separator_is_named_as_such(sep, what):
 
 
 def test_a_file_without_an_lr_column_is_told_about_the_schedule():
-    with pytest.raises(ValueError, match=r"missing column.s. lr; .* needs the schedule \(--schedule SPEC"):
+    with pytest.raises(ValueError, match=r"missing column.s. lr; .* needs its schedule \(--schedule SPEC"):
         read_curves(io.StringIO("step,loss\n1,3.0\n2,2.9\n"))

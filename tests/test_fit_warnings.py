@@ -40,7 +40,9 @@ def test_a_fit_that_never_saw_a_decay_mixed_models_or_the_multipower_law_across_
     assert _fit("momentum", [constant], warn=False) == []
     big = load_mpl("400M", ["cosine_24000"])
     msgs = _fit("momentum", [constant, cosine] + big)
-    assert any("different model_size (25000000.0, 400000000.0)" in m for m in msgs)
+    assert any("different model_size (2.5e+07, 4e+08)" in m for m in msgs)
+    same = dataclasses.replace(cosine, meta={**cosine.meta, "model_size": 25_000_000})  # an int in one run's meta
+    assert not any("different model_size" in m for m in _fit("momentum", [constant, same]))
     runs = [c for c in load_schaipp(**MAIN, horizon="15000", schedule="wsd", decay_type="linear", cooldown_frac="0.2")
             if c.meta["base_lr"] in ("0.001", "0.002")]
     assert any("no term for the peak LR" in m for m in _fit("multipower", runs))
@@ -66,6 +68,12 @@ def test_suggest_never_picks_a_value_that_is_no_loss_and_warns_about_far_peak_lr
     out, err = capsys.readouterr()
     json.loads(out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert err.startswith("lrtune: warning: 7 of the 8 peak LRs tried")
+    # the free-form schedule searches only peak LRs where the law's value is a loss
+    assert main(["suggest", path, "--fit", fit, "--steps", "50000", "--no-correction", "--format", "json",
+                 "--free-form", "--peak-lrs", ",".join(map(str, peaks))]) == 0
+    got = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    ff = got.get("free_form")
+    assert ff is None or (math.isfinite(ff["predicted_loss"]) and ff["predicted_loss"] > 0)
 
 
 def test_a_sweep_whose_runs_share_no_late_step_warns_that_its_final_losses_are_mid_run():

@@ -465,3 +465,16 @@ def test_a_study_loaded_again_for_every_trial_reuses_the_fits_and_cached_curves(
     assert finished >= pruner._n_startup_trials
     assert len(pruner._curves) <= finished  # at most one cached curve per completed trial, not one per load
     assert len(pruner._models) <= finished - pruner._n_startup_trials + 1  # one fit per set of completed trials
+
+
+def test_an_lr_array_recorded_as_the_schedule_is_named_in_one_short_warning(caplog):
+    study = _completed_study([_index(*k) for k in _OTHERS], ScheduleAwarePruner())
+    lr = CURVES[0].lr.tolist()
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        trial = study.ask()
+        trial.set_user_attr(SCHEDULE_ATTR, lr)
+        for s, v in zip(CURVES[0].steps.tolist()[:40], CURVES[0].loss.tolist()[:40]):
+            trial.report(v, s)
+            assert not trial.should_prune()
+    msgs = [m for m in _warnings(caplog) if "LR array" in m]
+    assert len(msgs) == 1 and len(msgs[0]) < 400 and "holds an LR array of 15000 values" in msgs[0]

@@ -351,6 +351,14 @@ def test_schedule_parameters_fixed_by_enqueue_trial_or_another_sampler_are_respe
         assert schedule.family == "cosine" and proposal["schedule"] == "cosine"
         assert t.params["peak_lr"] == proposal["peak_lr"]
         study.tell(t, state=TrialState.FAIL)
+    # a family fixed to WSD: its cooldown and shape are drawn with it, and the trial gets the scored ones
+    for _ in range(8):
+        study.enqueue_trial({"schedule": "wsd"})
+        t = study.ask()
+        suggest_schedule(t, SPACE)
+        proposal = sampler.sample_relative(study, study._storage.get_trial(t._trial_id), SPACE.distributions())
+        assert proposal["schedule"] == "wsd" and proposal["cooldown_fraction"] == t.params["cooldown_fraction"]
+        study.tell(t, state=TrialState.FAIL)
     # PartialFixedSampler hides the value it fixes: the others are left to the independent sampler
     caplog.clear()
     hidden = optuna.samplers.PartialFixedSampler({"schedule": "cosine"}, sampler)

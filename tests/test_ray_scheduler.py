@@ -450,3 +450,27 @@ def test_an_lr_array_given_as_the_schedule_is_refused_in_a_short_warning(caplog)
     msgs = [r.getMessage() for r in caplog.records if "malformed schedule" in r.getMessage()]
     assert len(msgs) == 1 and len(msgs[0]) < 400
     assert "an LR array of 15000 values: give the schedule's spec string or an lrtune.schedules.Schedule" in msgs[0]
+
+
+def test_a_restored_scheduler_keeps_its_state_when_the_experiment_starts_and_old_pickles_load(tmp_path):
+    import pickle
+
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    order = np.random.default_rng(3).permutation(len(CURVES))
+    _replay_grid(scheduler, order[:5])
+    path = str(tmp_path / "sched.pkl")
+    scheduler.save(path)
+    restored = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    restored.restore(path)
+    assert restored.set_search_properties(None, None)  # Tune, as the experiment starts
+    assert restored._completed == scheduler._completed and len(restored._points) == 5
+    assert restored.set_search_properties(None, None)  # a later experiment starts afresh
+    assert not restored._points
+    # a scheduler pickled before these fields existed (a Tuner's tuner.pkl) still runs
+    state = dict(scheduler.__dict__)
+    for k in ("_order", "_given"):
+        state.pop(k)
+    old = ScheduleAwareScheduler.__new__(ScheduleAwareScheduler)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old._order == {tid: i for i, tid in enumerate(scheduler._points)} and old._given == (None, None)
+    run_trial(old, stub(int(order[5])), CURVES[order[5]])

@@ -457,3 +457,16 @@ def test_runs_export_of_a_name_given_twice_writes_the_run_once(tmp_path, capsys,
     assert code == 0, err
     (back,) = read_curves(out)
     assert back.name == "wsdcon_9" and np.array_equal(back.loss, mpl[7].loss)
+
+
+def test_a_stored_run_named_like_a_folder_is_read_from_the_store(tmp_path, capsys, monkeypatch, mpl):
+    db = str(tmp_path / "cli.db")
+    with Store(db) as store:
+        store.add_curves(mpl)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cosine_24000").mkdir()  # the run's output folder, say
+    code, out, err = _cli(capsys, "fit", "cosine_24000", "constant_24000", "--db", db, "-o", "/dev/null")
+    assert code == 0, err  # and an existing writable file such as /dev/null is a fine output
+    (tmp_path / "plots").mkdir()
+    code, out, err = _cli(capsys, "fit", "plots", "--db", db)
+    assert code == 2 and "plots is a folder, not a CSV file" in err

@@ -378,3 +378,15 @@ def test_cli_transfer_drops_a_sweep_run_that_diverged_into_nan(tmp_path, capsys)
     assert out["peak_lr"] == pytest.approx(clean["peak_lr"], rel=1e-9)
     assert main(["transfer", "--sweep", *paths, str(path), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6"]) == 0
     assert "dropped as diverged: peak LR 0.004" in capsys.readouterr().out
+    # a log that stops at the NaN (training aborted): its LR column ends there too
+    stopped = tmp_path / "stopped.csv"
+    stopped.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                               if line.startswith("step") or int(line.split(",")[0]) <= 8200))
+    assert main(["transfer", "--sweep", *paths, str(stopped), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6",
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peak_lr"] == pytest.approx(clean["peak_lr"], rel=1e-9)
+    # a run without any finite loss cannot be read: the error says to leave it out
+    at_once = tmp_path / "at_once.csv"
+    at_once.write_text(path.read_text().replace(f",{logged[200]!r}\n", ",nan\n"))
+    assert main(["transfer", "--sweep", *paths, str(at_once), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6"]) == 2
+    assert "leave it out of --sweep" in capsys.readouterr().err

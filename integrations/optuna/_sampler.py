@@ -191,7 +191,7 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
                 return {}
             rng = np.random.default_rng([self._entropy, trial.number])
             law = fits[int(rng.integers(len(fits)))]
-            candidates = [{**p, **fixed} for p in self._space.sample(rng, self._n_candidates)]
+            candidates = self._space.sample(rng, self._n_candidates, fixed)
             lrs = [self._space.schedule(p).lr() for p in candidates]
             scores = np.array([law.predict(lr, [lr.size])[0] for lr in lrs])
             allowed = self._allowed(study, lrs)

@@ -55,11 +55,18 @@ def trial_schedule(trial: optuna.trial.FrozenTrial) -> Schedule:
     if spec is None:
         raise ValueError(f"trial {trial.number} has no {SCHEDULE_ATTR!r} user attribute "
                          f"(call lrtune.integrations.optuna.record_schedule(trial, spec))")
+    if isinstance(spec, (list, tuple)):
+        raise ValueError(f"trial {trial.number}: user attribute {SCHEDULE_ATTR!r} holds an LR array of {len(spec)} "
+                         f"values, not a schedule spec (record_schedule(trial, spec) records one; "
+                         f"lrtune.schedules.lr_from_torch gives only the array)")
     try:
         return parse_schedule(spec)
-    except ValueError as e:
-        raise ValueError(f"trial {trial.number}: user attribute {SCHEDULE_ATTR!r} = {spec!r} is not a "
-                         f"schedule spec: {e}") from None
+    except (ValueError, TypeError) as e:
+        text, why = repr(spec), str(e)
+        text = text if len(text) <= 200 else text[:200] + f"... ({len(text)} characters)"
+        why = why if len(why) <= 200 else why[:200] + "..."
+        raise ValueError(f"trial {trial.number}: user attribute {SCHEDULE_ATTR!r} = {text} is not a "
+                         f"schedule spec: {why}") from None
 
 
 class ScheduleSpace:
@@ -174,14 +181,18 @@ class ScheduleSpace:
         record_schedule(trial, schedule)
         return schedule
 
-    def sample(self, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
-        """``n`` random parameter dicts (uniform, log-uniform for the peak LR)."""
+    def sample(self, rng: np.random.Generator, n: int, fixed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``n`` random parameter dicts (uniform, log-uniform for the peak LR); parameters in
+        ``fixed`` take its values (a fixed family decides which WSD parameters are drawn)."""
         dists = self.distributions()
+        fixed = fixed or {}
         out = []
         for _ in range(n):
             p: dict[str, Any] = {}
             for name, d in dists.items():
-                if isinstance(d, CategoricalDistribution):
+                if name in fixed:
+                    p[name] = fixed[name]
+                elif isinstance(d, CategoricalDistribution):
                     p[name] = d.choices[rng.integers(len(d.choices))]
                 elif isinstance(d, IntDistribution):
                     p[name] = int(rng.integers(d.low, d.high + 1))

@@ -170,11 +170,12 @@ class ScheduleAwareScheduler(FIFOScheduler):
         # Tuner): a scheduler that served an earlier experiment would judge the new trials
         # against the old ones, so it starts afresh, with the metric and mode of its
         # constructor (a TuneConfig's were the old experiment's)
-        if self._points:
+        if self._points and not getattr(self, "_restored", False):
             _logger.info("ScheduleAwareScheduler: a new experiment starts: the %d trials of the previous one are "
                          "forgotten", len(self._points))
             self._reset()
             self._metric, self._mode = self._given
+        self._restored = False  # a restored state serves the experiment that starts now, once
         if (self._metric and metric) or (self._mode and mode):
             return False
         if metric:
@@ -252,6 +253,15 @@ class ScheduleAwareScheduler(FIFOScheduler):
         # by step, the last value at each (in the order they came in older checkpoints)
         self._points = {tid: sorted(dict(pts).items()) for tid, pts in self._points.items()}
         self._model_key, self._model, self._finished = None, None, {}
+        self._restored = True  # kept when the next experiment starts (set_search_properties)
+
+    def __setstate__(self, state: dict) -> None:
+        # a scheduler pickled (in a Tuner's tuner.pkl) by an lrtune without these fields
+        self.__dict__.update(state)
+        if "_order" not in state:
+            self._order = {tid: i for i, tid in enumerate(state.get("_points", {}))}
+        if "_given" not in state:
+            self._given = (None, None)
 
     # -- the decision -------------------------------------------------------------------
     def _decide(self, trial: Trial, t: float, value: float) -> str:

@@ -53,6 +53,10 @@ def check_output(path: str, flag: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path}: is a folder; give a file name")
+    if os.path.exists(path):  # an existing file (or /dev/null) is written in place
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{flag} {path}: the file cannot be written")
+        return
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: there is no folder {folder}")
     if not os.access(folder, os.W_OK):

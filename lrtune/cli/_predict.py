@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from lrtune.cli._common import load_curves, parse_steps
+from lrtune.cli._common import add_columns_arg, load_curves, parse_columns, parse_steps
 from lrtune.curves import read_lr_csv
 from lrtune.laws import load_law
 from lrtune.schedules import parse_schedule
@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output (default: table)")
     p.add_argument("--db", metavar="URL", help="run store for a stored run's name (SQLAlchemy URL); default "
                                               "$LRTUNE_DB or the user data dir")
+    add_columns_arg(p)
     p.set_defaults(run=run)
 
 
@@ -39,7 +40,7 @@ def predict_targets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     steps = parse_steps(args.steps)
     if args.lr_csv:
         if os.path.isfile(args.lr_csv):
-            lr, loss_steps = read_lr_csv(args.lr_csv)
+            lr, loss_steps = read_lr_csv(args.lr_csv, columns=parse_columns(args.columns))
         else:  # a stored run (the error names the store when there is none of that name)
             (run,) = load_curves([args.lr_csv], db=args.db)
             lr, loss_steps = run.lr, run.steps

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from lrtune.cli._common import add_columns_arg, load_curves
+from lrtune.curves import DivergedRunError
 from lrtune.transfer import FORMS, PeakLRSweep, PeakLRTransfer
 
 
@@ -43,7 +44,11 @@ def run(args: argparse.Namespace) -> int:
     _as_schedule_or_eta(args.to)  # a bad target fails before any fit
     sweeps = []
     for i, items in enumerate(args.sweep, 1):
-        curves = load_curves(items, db=args.db, diverged="cut", columns=args.columns)  # a diverged run is dropped from its sweep
+        try:  # a run that diverged after some finite losses is dropped from its sweep
+            curves = load_curves(items, db=args.db, diverged="cut", columns=args.columns)
+        except DivergedRunError as e:
+            raise ValueError(f"{e}; a run without any finite loss before it cannot be read: leave it out of "
+                             f"--sweep (it diverged at once)") from None
         try:
             sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
         except ValueError as e:

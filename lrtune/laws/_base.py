@@ -51,6 +51,14 @@ from lrtune.curves import Curve, check_lr, check_steps, show_value
 __all__ = ["FitWarning", "Law", "Prediction", "NotFittedError", "check_lr_batch"]
 
 
+def _meta_value(value: Any) -> str:
+    """A run setting as text, numbers compared as numbers (25000000 and 25000000.0 alike)."""
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 class FitWarning(UserWarning):
     """A fit that will predict poorly beyond what its curves show (see :meth:`Law.fit`)."""
 
@@ -259,7 +267,7 @@ class Law(abc.ABC):
                        f"schedules are a guess with too narrow a band; add a run with a decay")
         if not getattr(self, "model_size", False):
             for key in _RUN_KEYS:
-                values = {str(c.meta[key]) for c in curves if key in c.meta}
+                values = {_meta_value(c.meta[key]) for c in curves if key in c.meta}
                 if len(values) > 1:
                     out.append(f"the curves come from runs of different {key} ({', '.join(sorted(values)[:4])}): one "
                                f"law describes one model on one data set (fit each apart, or use the momentum law "
