@@ -344,6 +344,11 @@ def test_columns_named_otherwise_are_read_with_columns(files, tmp_path, capsys):
     assert main(["fit", files["held"], "-o", str(tmp_path / "b.json")]) == 0
     a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
     assert a["params"] == b["params"]  # the validation loss was read, not the 'loss' column
+    # predict reads the same export for its LRs and steps
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "b.json"), "--lr-csv", str(path), "--columns", cols,
+                 "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == c.steps.tolist()
     for bad, message in [("step=Step,lr=lr_typo,loss=val/loss", "no column 'lr_typo' to read as 'lr'"),
                          ("steps=Step", "unknown column name(s) 'steps'"), ("step", "NAME=COLUMN pairs")]:
         assert main(["fit", str(path), "--columns", bad]) == 2
