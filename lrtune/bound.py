@@ -210,17 +210,22 @@ def optimal_base_lr(eta: Any, G: Any = 1.0, D: float = 1.0) -> float:
     bound depends on ``gamma * eta`` only, so ``eta`` is scaled to a peak of 1 first and
     the result scaled back: an array of LRs of any magnitude gives ``gamma*`` as exactly.
     """
-    eta = normalized_lr(eta)
-    scale = float(np.max(eta))
-    t1, t2, t3 = bound_terms(eta / scale, G, D)
+    t1, t2, t3, scale = _peak_one_terms(eta, G, D)
     return math.sqrt(t1 / (t2 + t3)) / scale
 
 
 def optimal_bound(eta: Any, G: Any = 1.0, D: float = 1.0) -> float:
     """``Omega* = Omega(gamma*) = 2 sqrt(t1 (t2 + t3))`` (the same for ``eta`` at any scale)."""
-    eta = normalized_lr(eta)
-    t1, t2, t3 = bound_terms(eta / float(np.max(eta)), G, D)
+    t1, t2, t3, _ = _peak_one_terms(eta, G, D)
     return 2.0 * math.sqrt(t1 * (t2 + t3))
+
+
+def _peak_one_terms(eta: Any, G: Any, D: float) -> tuple[float, float, float, float]:
+    """The whole schedule's ``(t1, t2, t3)`` of ``eta`` scaled to peak 1, and that scale."""
+    eta = normalized_lr(eta)
+    scale = float(np.max(eta))
+    t1, t2, t3 = _terms(eta / scale, G, D, np.array([eta.size]))
+    return float(t1[0]), float(t2[0]), float(t3[0]), scale
 
 
 def omega_curve(eta: Any, steps: Any = None, gamma: float | None = None, G: Any = 1.0, D: float = 1.0) -> np.ndarray:

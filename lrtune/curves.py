@@ -293,11 +293,8 @@ def read_lr_csv(path: str | os.PathLike | io.TextIOBase,
         raise ValueError(f"{name}: holds {len(runs)} runs ({', '.join(list(runs)[:3])}); give one run")
     (run, rows), = runs.items()
     steps = _check_row_steps(name, rows)
-    try:
-        lr = _lr_from_rows(name, rows, int(steps[-1]))
-    except ValueError as e:  # here the schedule is given instead of the file, not beside it
-        raise ValueError(str(e).replace(" or pass --schedule SPEC", "; or give the schedule's spec instead of "
-                                        "the file")) from None
+    # here the schedule is given instead of the file, not beside it
+    lr = _lr_from_rows(name, rows, int(steps[-1]), hint="; or give the schedule's spec instead of the file")
     with_loss = np.array([s for s, _, loss in rows if loss is not None and s >= 1], dtype=np.int64)
     return lr, (with_loss if with_loss.size else None)
 
@@ -317,14 +314,14 @@ def _check_row_steps(where: str, rows: list) -> np.ndarray:
     return steps
 
 
-def _lr_from_rows(where: str, rows: list, last: int) -> np.ndarray:
+def _lr_from_rows(where: str, rows: list, last: int, hint: str = " or pass --schedule SPEC") -> np.ndarray:
     known = np.unique(np.array([s for s, v, _ in rows if v is not None and 1 <= s <= last], dtype=np.int64))
     if known.size < last:  # found without an array as long as the last step (a mistyped 1e9)
         gap = np.flatnonzero(known != np.arange(1, known.size + 1))
         first = int(gap[0]) + 1 if gap.size else known.size + 1
         raise ValueError(
             f"{where}: the LR is unknown for {last - known.size} of steps 1..{last} (first: {first}); add a row "
-            f"with the LR of every step (the loss may be empty) or pass --schedule SPEC"
+            f"with the LR of every step (the loss may be empty){hint}"
         )
     lr = np.full(last, np.nan)
     for s, v, _ in rows:
@@ -336,7 +333,7 @@ def _lr_from_rows(where: str, rows: list, last: int) -> np.ndarray:
         raise ValueError(
             f"{where}: the LR is unknown for {unknown.size} of steps 1..{last} (first: "
             f"{', '.join(map(str, first))}); add a row with the LR of every step (the loss may be "
-            f"empty) or pass --schedule SPEC"
+            f"empty){hint}"
         )
     return check_lr(lr, name=f"{where}: lr")
 
@@ -387,12 +384,20 @@ def with_schedule_lr(curve: Curve, lr: np.ndarray, where: str) -> Curve:
 def _check_agrees(where: str, whose: str, at: np.ndarray, given: np.ndarray, lr: np.ndarray) -> None:
     """The LRs ``given`` at (1-based) steps ``at`` by a file or a stored run must be those of
     the schedule ``lr`` given for it too; a ValueError names the first step that differs."""
-    bad = ~np.isclose(given, lr[at - 1], rtol=1e-6, atol=1e-9 * float(np.max(np.abs(lr))))
-    if bad.any():
-        i = int(np.argmax(bad))
+    diff = lr_difference(given, lr[at - 1], float(np.max(np.abs(lr))))
+    if diff is not None:
+        i, n = diff
         raise ValueError(f"{where}: the {whose}'s lr at step {at[i]} is {given[i]:.8g} but the schedule gives "
-                         f"{lr[at[i] - 1]:.8g} ({int(bad.sum())} steps differ); drop --schedule to use the "
+                         f"{lr[at[i] - 1]:.8g} ({n} steps differ); drop --schedule to use the "
                          f"{whose}'s LRs, or fix the spec")
+
+
+def lr_difference(given: np.ndarray, lr: np.ndarray, scale: float) -> tuple[int, int] | None:
+    """Where LRs ``given`` for a run differ from a schedule's ``lr`` at the same steps
+    (beyond a relative 1e-6, or 1e-9 of ``scale``, the peak: float32 logs agree): the first
+    index and how many differ; ``None`` when they agree."""
+    bad = ~np.isclose(given, lr, rtol=1e-6, atol=1e-9 * scale)
+    return (int(np.argmax(bad)), int(bad.sum())) if bad.any() else None
 
 
 def write_curve_csv(curves: Sequence[Curve] | Curve, path: str | os.PathLike | io.TextIOBase) -> None:

@@ -50,7 +50,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
-from lrtune.curves import Curve, read_curves, with_schedule_lr
+from lrtune.curves import Curve, lr_difference, read_curves, with_schedule_lr
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -421,12 +421,12 @@ class Store:
             if lr.size != curve.horizon:
                 raise ValueError(f"schedule {sched.spec()} does not give the LR of run {curve.name}: it has "
                                  f"{lr.size} steps, the run's LR {curve.horizon}")
-            bad = ~np.isclose(curve.lr, lr, rtol=1e-6, atol=1e-9 * curve.peak_lr)
-            if bad.any():
-                i = int(np.argmax(bad))
+            diff = lr_difference(curve.lr, lr, curve.peak_lr)
+            if diff is not None:
+                i, n = diff
                 raise ValueError(f"schedule {sched.spec()} does not give the LR of run {curve.name}: at step {i + 1} "
                                  f"the run's LR is {curve.lr[i]:.8g} and the schedule's {lr[i]:.8g} "
-                                 f"({int(bad.sum())} steps differ)")
+                                 f"({n} steps differ)")
             spec = sched.spec()
         return {"name": curve.name, "schedule": spec, "meta": merged, "horizon": curve.horizon,
                 "peak_lr": curve.peak_lr, "lr": curve.lr.astype(_LR_DTYPE).tobytes(),

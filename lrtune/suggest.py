@@ -32,7 +32,7 @@ import numpy as np
 from scipy import optimize
 
 from lrtune.curves import Curve
-from lrtune.laws import Prediction
+from lrtune.laws import FitWarning, Prediction
 from lrtune.schedules import Cosine, Linear, Schedule, WSD
 
 __all__ = [
@@ -311,8 +311,6 @@ def _warn_far_peaks(law: Any, peaks: np.ndarray) -> None:
     """A :class:`~lrtune.laws.FitWarning` when candidates lie at peak LRs the law cannot be
     trusted at: any other than the fitted ones for the multi-power law (no peak-LR term),
     beyond a factor 2 of them for the others (``benchmarks/results/cross_lr.md``)."""
-    from lrtune.laws import FitWarning
-
     fitted = getattr(law, "fit_peak_lrs_", None)
     if not fitted:
         return
@@ -420,8 +418,6 @@ def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequen
         ff = optimize_free_form(law, T, peak_range=(float(usable[0]), float(usable[-1])), warmup=warmup,
                                 start=start, init=ranked[0], level=level, floor=floor)
         if not (math.isfinite(ff.predicted_loss) and ff.predicted_loss > 0):
-            from lrtune.laws import FitWarning
-
             warnings.warn("the free-form schedule's predicted value is not a positive loss (the law is "
                           "extrapolated there): it is left out", FitWarning, stacklevel=2)
             ff = None

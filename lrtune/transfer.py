@@ -53,6 +53,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from lrtune.curves import Curve
+from lrtune.laws import FitWarning
 from lrtune.schedules import WSD, Rewarm, Schedule, parse_schedule
 from lrtune.schedules import _pieces
 
@@ -234,8 +235,7 @@ class PeakLRSweep:
             if not isinstance(c, Curve):
                 raise ValueError(f"a sweep takes lrtune.curves.Curve objects, got {type(c).__name__}")
         eta = _check_same_schedule(curves)
-        # a run read with read_curves(..., diverged="cut") has no final loss: dropped as diverged
-        ended = [c for c in curves if c.meta.get("diverged_at") is None]
+        ended = [c for c in curves if not _diverged(c)]  # the others have no final loss: dropped
         if not ended:
             raise ValueError("every run of the sweep diverged: no final loss to fit")
         common = ended[0].steps
@@ -245,14 +245,11 @@ class PeakLRSweep:
             raise ValueError("the runs of the sweep share no logged step: log the final loss of each")
         last = int(common[-1])
         if last < 0.95 * eta.size:
-            from lrtune.laws import FitWarning
-
             short = min(ended, key=lambda c: int(c.steps[-1]))
             warnings.warn(f"the sweep's runs share no logged step after {last} of their {eta.size} (run {short.name} is "
                           f"logged up to {int(short.steps[-1])}): its 'final' losses are from step {last}, before the "
                           f"end of the schedule, and its optimum is that step's", FitWarning, stacklevel=2)
-        losses = np.array([c.loss[np.searchsorted(c.steps, last)] if c.meta.get("diverged_at") is None else np.nan
-                           for c in curves])
+        losses = np.array([np.nan if _diverged(c) else c.loss[np.searchsorted(c.steps, last)] for c in curves])
         self.final_step_ = last
         self.run_names_ = [c.name for c in curves]
         # peak LRs to 7 significant digits: logs often keep LRs in float32
@@ -383,16 +380,21 @@ class PeakLRSweep:
                 f"peak_lr={self.peak_lr_:.3g} [{self.lower_:.3g}, {self.upper_:.3g}])")
 
 
+def _diverged(curve: Curve) -> bool:
+    """A run read with ``read_curves(..., diverged="cut")`` whose loss turned NaN: no final loss."""
+    return curve.meta.get("diverged_at") is not None
+
+
 def _check_same_schedule(curves: Sequence[Curve]) -> np.ndarray:
     """The schedule the runs share, at peak 1.  A diverged run (``meta["diverged_at"]``)
     whose log stopped early may have only a prefix of the LRs: it must agree on those."""
-    ended = [c for c in curves if c.meta.get("diverged_at") is None] or list(curves)
+    ended = [c for c in curves if not _diverged(c)] or list(curves)
     first = ended[0]
     eta = first.lr / first.peak_lr
     for c in curves:
         if c is first:
             continue
-        if c.meta.get("diverged_at") is not None and c.horizon < first.horizon:
+        if _diverged(c) and c.horizon < first.horizon:
             c = dataclasses.replace(c, lr=np.concatenate([c.lr, first.lr[c.horizon:] * (c.peak_lr / first.peak_lr)]))
         if c.horizon != first.horizon:
             raise ValueError(

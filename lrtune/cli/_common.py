@@ -52,7 +52,8 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
             raise ValueError(f"--columns takes NAME=COLUMN pairs separated by commas (e.g. "
                              f"step=Step,lr=learning_rate,loss=train/loss), got {part!r}")
         out[ours.strip().lower()] = theirs.strip()
-    return check_columns(out) and out
+    check_columns(out)  # unknown names fail here, before any file is read
+    return out
 
 
 def add_columns_arg(p: argparse.ArgumentParser) -> None:
