@@ -311,6 +311,105 @@ def test_transformers_wsd_round_trips_into_lrtune_wsd(shape, min_lr_ratio, warmu
     assert max_rel_err(lr_from_torch(lambda opt: to_lambda_lr(spec, opt), steps), got) <= 1e-15
 
 
+class TimmStyleWSD:
+    """The stepping protocol of ``timm.scheduler.Scheduler`` (timm 1.0) with the LR of its
+    ``WSDLRScheduler`` (linear warmup from ``warmup_lr_init``, constant, then
+    ``1 - sqrt`` / linear / cosine decay over the last ``decay_t`` of ``t_initial``).
+    ``step(epoch)`` sets the LR only when ``t_in_epochs``, ``step_update(num_updates)``
+    only when not; the constructor sets the LR of ``t = 0``."""
+
+    def __init__(self, optimizer, t_initial, decay_t, warmup_t=0, warmup_lr_init=0.0, lr_min=0.0,
+                 decay_fn="1-sqrt", t_in_epochs=True):
+        self.optimizer, self.t_in_epochs = optimizer, t_in_epochs
+        self.t_initial, self.decay_t, self.warmup_t = t_initial, decay_t, warmup_t
+        self.warmup_lr_init, self.lr_min, self.decay_fn = warmup_lr_init, lr_min, decay_fn
+        self.base = optimizer.param_groups[0]["lr"]
+        if warmup_t:
+            self._set(warmup_lr_init)
+
+    def _lr(self, t):
+        if t < self.warmup_t:
+            return self.warmup_lr_init + t * (self.base - self.warmup_lr_init) / self.warmup_t
+        t_decay = t - self.warmup_t - (self.t_initial - self.decay_t)
+        if t_decay <= 0:
+            return self.base
+        frac = min(t_decay / self.decay_t, 1.0)
+        factor = {"linear": 1.0 - frac, "1-sqrt": 1.0 - math.sqrt(frac),
+                  "cosine": 0.5 * (1.0 + math.cos(math.pi * frac))}[self.decay_fn]
+        return self.lr_min + (self.base - self.lr_min) * factor
+
+    def _set(self, value):
+        for group in self.optimizer.param_groups:
+            group["lr"] = value
+
+    def step(self, epoch, metric=None):
+        if self.t_in_epochs:
+            self._set(self._lr(epoch))
+
+    def step_update(self, num_updates, metric=None):
+        if not self.t_in_epochs:
+            self._set(self._lr(num_updates))
+
+
+def timm_wsd_spec(peak, t_initial, decay_t, warmup_t, warmup_lr_init, lr_min, shape):
+    """timm's ``WSDLRScheduler`` stepped per update as an lrtune spec: the warmup is a
+    prefix of ``t_initial`` and update ``warmup_t + 1`` is the first at peak."""
+    steps = warmup_t + t_initial
+    return (f"wsd:steps={steps},peak={peak},warmup={warmup_t + 1 if warmup_t else 0},start={warmup_lr_init / peak},"
+            f"min={lr_min / peak},cooldown={decay_t / steps},shape={shape}")
+
+
+@needs_torch
+@pytest.mark.parametrize("shape", ["linear", "cosine", "1-sqrt"])
+@pytest.mark.parametrize("warmup_t,t_initial,decay_t,warmup_lr_init,lr_min",
+                         [(100, 900, 200, 0.0, 0.0), (100, 900, 200, 6e-6, 6e-5), (0, 1000, 200, 0.0, 0.0),
+                          (10, 90, 90, 0.0, 0.0)])
+def test_timm_style_wsd_stepped_per_update_is_lrtune_wsd(shape, warmup_t, t_initial, decay_t, warmup_lr_init, lr_min):
+    peak = 6e-4
+    got = lr_from_torch(lambda opt: TimmStyleWSD(opt, t_initial, decay_t, warmup_t, warmup_lr_init, lr_min, shape,
+                                                 t_in_epochs=False), warmup_t + t_initial, base_lr=peak)
+    ref = parse_schedule(timm_wsd_spec(peak, t_initial, decay_t, warmup_t, warmup_lr_init, lr_min, shape)).lr()
+    assert max_rel_err(ref, got) <= 1e-12
+    assert got[warmup_t] == peak and got[0] == (warmup_lr_init if warmup_t else peak)
+
+
+@needs_torch
+def test_timm_style_scheduler_counting_epochs_needs_updates_per_epoch():
+    factory = lambda opt: TimmStyleWSD(opt, t_initial=10, decay_t=2)  # noqa: E731  t_in_epochs=True, timm's default
+    with pytest.raises(ValueError, match=r"counts epochs \(t_in_epochs=True.*pass updates_per_epoch=N"):
+        lr_from_torch(factory, 100, base_lr=1e-3)
+    got = lr_from_torch(factory, 100, base_lr=1e-3, updates_per_epoch=10)
+    # epoch e's 10 updates run at the LR of t = e: eight stable epochs, then 1 - sqrt(0.5)
+    np.testing.assert_array_equal(got[:90], 1e-3)
+    np.testing.assert_allclose(got[90:], 1e-3 * (1.0 - math.sqrt(0.5)), rtol=1e-15)
+
+
+@needs_torch
+def test_lr_from_torch_steps_a_scheduler_once_per_epoch():
+    # StepLR(step_size=3) stepped at the end of each 10-update epoch drops after updates 30, 60, 90
+    got = lr_from_torch(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.1), 100,
+                        base_lr=1e-3, updates_per_epoch=10)
+    ref = Step(steps=100, peak=1e-3, milestones=(30, 60, 90), factors=(0.1, 0.1**2, 0.1**3)).lr()
+    assert max_rel_err(ref, got) <= 1e-15
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="updates_per_epoch must be None or an integer >= 1"):
+            lr_from_torch(lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3), 10, updates_per_epoch=bad)
+
+
+@needs_torch
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # timm deprecates PlateauLRScheduler
+def test_real_timm_wsd_is_lrtune_wsd():
+    timm_scheduler = pytest.importorskip("timm.scheduler")  # timm is not one of lrtune's dependencies
+    for shape in ("linear", "1-sqrt", "cosine"):
+        got = lr_from_torch(lambda opt: timm_scheduler.WSDLRScheduler(
+            opt, t_initial=900, decay_t=200, warmup_t=100, warmup_lr_init=6e-6, lr_min=6e-5, decay_fn=shape,
+            t_in_epochs=False), 1000, base_lr=6e-4)
+        ref = parse_schedule(timm_wsd_spec(6e-4, 900, 200, 100, 6e-6, 6e-5, shape)).lr()
+        assert max_rel_err(ref, got) <= 1e-12
+    with pytest.raises(TypeError, match="PlateauLRScheduler lowers the LR"):
+        lr_from_torch(lambda opt: timm_scheduler.PlateauLRScheduler(opt), 10)
+
+
 @needs_torch
 def test_to_lambda_lr_resumes_from_state_dicts():
     s = parse_schedule(EXAMPLES["wsd"])

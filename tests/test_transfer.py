@@ -226,6 +226,22 @@ def test_cli_transfer_prints_the_peak_lr_and_interval_as_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["peak_lr"] == pytest.approx(out["peak_lr"], rel=1e-12)
 
 
+def test_cli_transfer_to_several_targets_fits_once_and_predicts_each(tmp_path, capsys):
+    paths, cs = _write_sweep(tmp_path, "0.2", "15000")
+    targets = ["wsd:steps=15000,warmup=301,cooldown=0.6", "wsd:steps=15000,warmup=301,cooldown=0.1"]
+    assert main(["transfer", "--sweep", *paths, "--to", targets[0], "--to", targets[1], "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    transfer = PeakLRTransfer().fit([PeakLRSweep().fit(cs)])
+    got = [t["peak_lr"] for t in out["targets"]]
+    assert got == pytest.approx([transfer.predict(t).peak_lr for t in targets], rel=1e-9)
+    assert got[0] > got[1]  # a longer cooldown wants a larger peak LR (it was the last --to only)
+    assert len(out["sweeps"]) == 1
+    assert main(["transfer", "--sweep", *paths, "--to", targets[0], "--to", targets[1]]) == 0
+    assert capsys.readouterr().out.count("target: wsd:steps=15000") == 2
+    assert main(["transfer", "--sweep", *paths, "--to", targets[0], "--to", "wsd:cooldown=0.2"]) == 2
+    assert "lrtune: error: --to 2 of 2: schedule wsd: missing required key 'steps'" in capsys.readouterr().err
+
+
 def test_cli_transfer_errors_are_one_line(tmp_path, capsys):
     paths, _ = _write_sweep(tmp_path, "0.2", "15000")
     code = main(["transfer", "--sweep", paths[0], "--to", "wsd:steps=30000,cooldown=0.2"])

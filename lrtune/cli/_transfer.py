@@ -19,9 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep", action="append", nargs="+", required=True, metavar="CURVE",
                    help="one sweep: curve CSV files or stored run names of one schedule at 3+ peak LRs "
                         "(repeat --sweep for sweeps at other horizons or shapes)")
-    p.add_argument("--to", required=True, metavar="SPEC",
+    p.add_argument("--to", action="append", required=True, metavar="SPEC",
                    help="target schedule spec, e.g. wsd:steps=50000,warmup=300,cooldown=0.2 (its peak is "
-                        "ignored; a re-warm needs peak and peak2, whose ratio is its shape)")
+                        "ignored; a re-warm needs peak and peak2, whose ratio is its shape); repeat --to for "
+                        "several targets of one fit (JSON: a 'targets' list)")
     p.add_argument("--schedule", metavar="SPEC", help=argparse.SUPPRESS)  # refused with a pointer: see run
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
     add_columns_arg(p)
@@ -41,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
                          "to --sweep, or give files with an lr column")
     from lrtune.transfer import _as_schedule_or_eta
 
-    _as_schedule_or_eta(args.to)  # a bad target fails before any fit
+    for i, to in enumerate(args.to, 1):  # a bad target fails before any fit
+        try:
+            _as_schedule_or_eta(to)
+        except ValueError as e:
+            raise ValueError(f"--to {i} of {len(args.to)}: {e}" if len(args.to) > 1 else str(e)) from None
     sweeps = []
     for i, items in enumerate(args.sweep, 1):
         try:  # a run that diverged after some finite losses is dropped from its sweep
@@ -53,10 +58,16 @@ def run(args: argparse.Namespace) -> int:
             sweeps.append(PeakLRSweep(form=args.form, level=args.level).fit(curves))
         except ValueError as e:
             raise ValueError(f"--sweep {i} of {len(args.sweep)}: {e}" if len(args.sweep) > 1 else str(e)) from None
-    result = PeakLRTransfer(level=args.level).fit(sweeps).predict(args.to)
+    transfer = PeakLRTransfer(level=args.level).fit(sweeps)
+    results = [transfer.predict(to) for to in args.to]
     if args.format == "json":
-        out = {"schedule": result.schedule, "peak_lr": result.peak_lr, "lower": result.lower, "upper": result.upper}
-        out.update({k: v for k, v in result.to_dict().items() if k not in out})
+        targets = []
+        for result in results:
+            out = {"schedule": result.schedule, "peak_lr": result.peak_lr, "lower": result.lower,
+                   "upper": result.upper}
+            out.update({k: v for k, v in result.to_dict().items() if k not in out})
+            targets.append(out)
+        out = targets[0] if len(targets) == 1 else {"targets": targets}
         out["sweeps"] = [s.to_dict() for s in sweeps]
         print(json.dumps(out))
         return 0
@@ -69,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
             dropped += f"  final losses read at step {s.final_step_}"
         print(f"{i:>5} {s.horizon_:>7} {s.peak_lrs_.size:>4} {s.peak_lr_:>9.3g} {s.lower_:>9.3g} "
               f"{s.upper_:>9.3g}{edge}{dropped}")
-    print(f"\ntarget: {result.schedule}")
-    print(f"peak LR {result.peak_lr:.3g}  [{result.lower:.3g}, {result.upper:.3g}] ({pct} interval)")
-    print(f"horizon factor {result.horizon_factor:.2f} +- {result.horizon_factor_sd:.2f}, "
-          f"shape factor {result.shape_factor:.2f} +- {result.shape_factor_sd:.2f} (theory: 1)")
-    print(f"theory only: {result.theory_peak_lr:.3g}   no transfer (nearest sweep's optimum): "
-          f"{result.no_transfer_peak_lr:.3g}")
+    for result in results:
+        print(f"\ntarget: {result.schedule}")
+        print(f"peak LR {result.peak_lr:.3g}  [{result.lower:.3g}, {result.upper:.3g}] ({pct} interval)")
+        print(f"horizon factor {result.horizon_factor:.2f} +- {result.horizon_factor_sd:.2f}, "
+              f"shape factor {result.shape_factor:.2f} +- {result.shape_factor_sd:.2f} (theory: 1)")
+        print(f"theory only: {result.theory_peak_lr:.3g}   no transfer (nearest sweep's optimum): "
+              f"{result.no_transfer_peak_lr:.3g}")
     return 0

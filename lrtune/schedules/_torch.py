@@ -4,8 +4,8 @@
   (call ``scheduler.step()`` after every ``optimizer.step()``).
 * :func:`lr_from_torch` returns the exact per-step LR array of any torch LR scheduler,
   built by a factory on a dummy optimizer, so that a user's own scheduler (for example
-  ``transformers.get_wsd_schedule``, a ``LambdaLR``) is used as is instead of being
-  re-implemented.  docs/schedules.md lists which torch schedulers equal which lrtune specs.
+  ``transformers.get_wsd_schedule``, a ``LambdaLR``, timm's ``WSDLRScheduler``) is used as
+  is instead of being re-implemented.  docs/schedules.md lists which torch schedulers equal which lrtune specs.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def to_lambda_lr(schedule: Schedule | str, optimizer: Any) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(factors[min(i, last)]))
 
 
-def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.0) -> np.ndarray:
+def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.0,
+                  updates_per_epoch: int | None = None) -> np.ndarray:
     """The LR used by each of ``steps`` updates under the scheduler ``factory(optimizer)``.
 
     ``factory`` receives a dummy SGD optimizer whose LR is ``base_lr`` and returns a
@@ -63,31 +64,60 @@ def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.
     stepped: torch's schedulers do not depend on it, and skipping it makes a 50k-step
     schedule take a fraction of a second.
 
+    ``updates_per_epoch``: the loop steps the scheduler once per epoch of that many
+    updates instead of after every update (``scheduler.step()`` at the end of an epoch).
+
+    timm's schedulers (``timm.scheduler``, such as ``WSDLRScheduler`` and
+    ``CosineLRScheduler``) are stepped as timm's training loop steps them:
+    ``step_update(n)`` after update ``n`` and ``step(epoch)`` at the end of each epoch.
+    One built with ``t_in_epochs=False`` counts updates; one built with
+    ``t_in_epochs=True`` (timm's default) counts epochs and needs ``updates_per_epoch``.
+
     Example::
 
         lr = lr_from_torch(lambda opt: torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=1e-3, total_steps=10_000), steps=10_000, base_lr=1e-3)
+        lr = lr_from_torch(lambda opt: timm.scheduler.WSDLRScheduler(
+            opt, t_initial=9_000, decay_t=2_000, warmup_t=1_000, t_in_epochs=False),
+            steps=10_000, base_lr=1e-3)
     """
     torch = _torch()
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if updates_per_epoch is not None and (isinstance(updates_per_epoch, bool)
+                                          or not isinstance(updates_per_epoch, (int, np.integer))
+                                          or updates_per_epoch < 1):
+        raise ValueError(f"updates_per_epoch must be None or an integer >= 1, got {updates_per_epoch!r}")
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=base_lr)
     sched = factory(opt)
-    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        raise TypeError("lr_from_torch: ReduceLROnPlateau lowers the LR when a metric stops improving: it has no "
-                        "LR array in advance")
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
+    if isinstance(sched, plateau) or isinstance(getattr(sched, "lr_scheduler", None), plateau):
+        raise TypeError(f"lr_from_torch: {type(sched).__name__} lowers the LR when a metric stops improving: it has "
+                        f"no LR array in advance")
     if sched is opt or not callable(getattr(sched, "step", None)):
         raise TypeError(f"lr_from_torch: factory must return an LR scheduler (an object with step()) built on the "
                         f"optimizer it is given, got {type(sched).__name__}")
     if isinstance(getattr(sched, "optimizer", opt), torch.optim.Optimizer) and sched.optimizer is not opt:
         raise ValueError("lr_from_torch: the factory's scheduler drives another optimizer than the one it is given "
                          "(build it on the factory's argument: lambda opt: SomeLR(opt, ...))")
+    timm_like = callable(getattr(sched, "step_update", None)) and hasattr(sched, "t_in_epochs")
+    if timm_like and sched.t_in_epochs and updates_per_epoch is None:
+        raise ValueError(f"lr_from_torch: this {type(sched).__name__} counts epochs (t_in_epochs=True, timm's "
+                         f"default): pass updates_per_epoch=N (the updates in one epoch), or build it with "
+                         f"t_in_epochs=False to step it per update")
     group = opt.param_groups[0]
     out = np.empty(int(steps), dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()" etc.
         for i in range(int(steps)):
             out[i] = group["lr"]
-            sched.step()
+            n = i + 1  # updates done
+            epoch_end = updates_per_epoch is not None and n % updates_per_epoch == 0
+            if timm_like:  # timm's train.py: step_update(num_updates) every update, step(epoch + 1) after an epoch
+                sched.step_update(n)
+                if epoch_end:
+                    sched.step(n // updates_per_epoch)
+            elif updates_per_epoch is None or epoch_end:
+                sched.step()
     return out
