@@ -252,7 +252,16 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str
         lr = _parse_float(row[col["lr"]], f"{where}, lr") if "lr" in col else None
         loss = _parse_float(row[col["loss"]], f"{where}, loss") if "loss" in col else None
         run = row[col["run"]].strip() if "run" in col else default_run
-        runs.setdefault(run, []).append((int(step), lr, loss))
+        if lr is None and loss is None:  # a row of other metrics only (a logger's export): nothing to read
+            continue
+        rows = runs.setdefault(run, [])
+        if rows and rows[-1][0] == step and (rows[-1][1] is None or lr is None) and (rows[-1][2] is None or loss is None):
+            # one step over two rows, each giving what the other leaves empty (a logger that writes its
+            # training and validation metrics, or its LR, on rows of their own): one row
+            prev = rows[-1]
+            rows[-1] = (prev[0], lr if prev[1] is None else prev[1], loss if prev[2] is None else prev[2])
+            continue
+        rows.append((int(step), lr, loss))
     if not runs:
         raise ValueError(f"{name}: the file has a header but no rows")
     return runs
@@ -303,7 +312,7 @@ def _check_row_steps(where: str, rows: list) -> np.ndarray:
     steps = np.array([r[0] for r in rows], dtype=np.int64)
     d = np.diff(steps)
     if (d == 0).any():
-        raise ValueError(f"{where}: duplicate step {steps[1:][d == 0][0]}")
+        raise ValueError(f"{where}: duplicate step {steps[1:][d == 0][0]} (two rows give its lr or its loss)")
     if (d < 0).any():
         i = int(np.argmax(d < 0))
         again = " (the steps start again: two runs with one name?)" if steps[i + 1] <= steps[0] else ""

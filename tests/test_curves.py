@@ -246,3 +246,29 @@ def test_a_file_with_another_separator_is_named_as_such(sep, what):
 def test_a_file_without_an_lr_column_is_told_about_the_schedule():
     with pytest.raises(ValueError, match=r"missing column.s. lr; .* needs its schedule \(--schedule SPEC"):
         read_curves(io.StringIO("step,loss\n1,3.0\n2,2.9\n"))
+
+
+def test_a_loggers_rows_split_over_one_step_are_read_as_one(wsdcon):
+    # a Lightning CSVLogger-like export: at each step a training row, an LR row of its own,
+    # and at evaluation steps a validation row, each leaving the others' columns empty
+    loss_at = dict(zip(wsdcon.steps.tolist(), wsdcon.loss.tolist()))
+    lines = ["epoch,step,train_loss,val_loss,lr-AdamW"]
+    for s in range(1, wsdcon.horizon + 1):
+        lines.append(f"0,{s},{loss_at.get(s, 4.0) + 0.05!r},,")
+        lines.append(f"0,{s},,,{float(wsdcon.lr[s - 1])!r}")
+        if s in loss_at:
+            lines.append(f"0,{s},,{loss_at[s]!r},")
+    text = "\n".join(lines)
+    (back,) = read_curves(io.StringIO(text), columns={"loss": "val_loss", "lr": "lr-AdamW"})
+    np.testing.assert_array_equal(back.steps, wsdcon.steps)
+    np.testing.assert_array_equal(back.loss, wsdcon.loss)
+    np.testing.assert_array_equal(back.lr, wsdcon.lr)
+    # the training loss instead: its rows at loss steps carry a loss while the validation row
+    # carries another one of the same step, but the validation column is not read then
+    (train,) = read_curves(io.StringIO(text), columns={"loss": "train_loss", "lr": "lr-AdamW"})
+    assert train.steps.size == wsdcon.horizon and train.loss[wsdcon.steps[0] - 1] == loss_at[wsdcon.steps[0]] + 0.05
+    # two rows that both give a step's loss (a resumed run logging a step again) stay a duplicate
+    s0 = int(wsdcon.steps[0])
+    twice = text.replace(f"\n0,{s0},,{loss_at[s0]!r},", f"\n0,{s0},,{loss_at[s0]!r},\n0,{s0},,{loss_at[s0] + 0.1!r},")
+    with pytest.raises(ValueError, match=f"duplicate step {s0} \\(two rows give its lr or its loss\\)"):
+        read_curves(io.StringIO(twice), columns={"loss": "val_loss", "lr": "lr-AdamW"})
