@@ -47,7 +47,7 @@ def coverage(law, curves):
     inside = []
     for c in curves:
         k = c.steps >= FROM_STEP
-        p = law.predict_interval(c.lr, c.steps[k], level=0.9)
+        p = law.predict_interval(c.lr, c.steps[k], level=0.9, warn=False)
         inside.append((c.loss[k] >= p.lower) & (c.loss[k] <= p.upper))
     return 100 * float(np.mean(np.concatenate(inside)))
 
@@ -115,7 +115,7 @@ def u_shape(lines, main, fitted):
         for key in (((1e-3,), default), ((5e-4, 2e-3), default), ((5e-4, 2e-3), "r fitted"),
                     ((1e-3,), "plain (r = 1)")):
             law = fitted[key]
-            bands = [law.predict_interval(c.lr, c.steps[-1:], level=0.9) for c in runs]
+            bands = [law.predict_interval(c.lr, c.steps[-1:], level=0.9, warn=False) for c in runs]
             rows.append((f"fit at {' + '.join(f'{lr:g}' for lr in key[0])}, {key[1]}",
                          np.array([b.loss[0] for b in bands]), bands))
         for label, vals, bands in rows:

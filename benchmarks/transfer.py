@@ -315,7 +315,7 @@ def extension() -> None:
                     obs = f"{run.loss[-1]:.4f} (cooldown {c:g})"
         preds = []
         for name, law in laws.items():
-            pr = law.predict_interval(p.lr, [49800])
+            pr = law.predict_interval(p.lr, [49800], warn=False)
             preds.append(f"{pr.loss[-1]:.4f} [{pr.lower[-1]:.4f}, {pr.upper[-1]:.4f}]")
         rows.append([p.name, p.description, f"{p.parameter:.3f}", f"{p.optimal_peak_ratio:.3f}", *preds, obs])
     table(["plan", "schedule", "rho or cooldown", "gamma* ratio"] + [f"{n} law" for n in laws] + ["observed"], rows)

@@ -33,6 +33,7 @@ from scipy import optimize
 
 from lrtune.curves import Curve
 from lrtune.laws import FitWarning, Prediction
+from lrtune.laws._base import far_peaks_message
 from lrtune.schedules import Cosine, Linear, Schedule, WSD
 
 __all__ = [
@@ -81,16 +82,23 @@ def predict_batch(law: Any, lr: np.ndarray, steps: Any, *, level: float | None =
     return Prediction(steps, *joined, level)
 
 
+def _interval(law: Any, lr: np.ndarray, steps: Any, level: float) -> Prediction:
+    """``law.predict_interval`` without its far-peak warning: suggest warns once for all candidates."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        return law.predict_interval(lr, steps, level=level)
+
+
 def _predict_block(law: Any, block: np.ndarray, steps: np.ndarray, level: float | None) -> Any:
     n = block.shape[0]
     try:
-        out = law.predict(block, steps) if level is None else law.predict_interval(block, steps, level=level)
+        out = law.predict(block, steps) if level is None else _interval(law, block, steps, level)
         got = out if level is None else out.loss
         if np.shape(got) == (n, steps.size):
             return out
     except ValueError:
         pass  # a law that takes one schedule at a time
-    rows = [(law.predict(r, steps) if level is None else law.predict_interval(r, steps, level=level)) for r in block]
+    rows = [(law.predict(r, steps) if level is None else _interval(law, r, steps, level)) for r in block]
     if level is None:
         return np.stack(rows)
     return Prediction(steps, np.stack([r.loss for r in rows]), np.stack([r.lower for r in rows]),
@@ -309,20 +317,10 @@ class SuggestResult:
 
 def _warn_far_peaks(law: Any, peaks: np.ndarray) -> None:
     """A :class:`~lrtune.laws.FitWarning` when candidates lie at peak LRs the law cannot be
-    trusted at: any other than the fitted ones for the multi-power law (no peak-LR term),
-    beyond a factor 2 of them for the others (``benchmarks/results/cross_lr.md``)."""
-    fitted = getattr(law, "fit_peak_lrs_", None)
-    if not fitted:
-        return
-    factor = 1.05 if getattr(law, "name", "") == "multipower" else 2.0
-    lo, hi = min(fitted) / factor, max(fitted) * factor
-    far = peaks[(peaks < lo) | (peaks > hi)]
-    if far.size:
-        why = ("the multi-power law has no peak-LR term" if factor < 2 else
-               f"the {law.name} law is measured up to a factor 2 beyond the fitted peak LRs")
-        warnings.warn(f"{far.size} of the {peaks.size} peak LRs tried ({far.min():.3g} to {far.max():.3g}) lie outside "
-                      f"{lo:.3g}..{hi:.3g}, and {why}: their predicted losses are extrapolation, and a best "
-                      f"candidate among them is a guess", FitWarning, stacklevel=3)
+    trusted at (:func:`lrtune.laws._base.far_peaks_message`)."""
+    message = far_peaks_message(law, peaks)
+    if message:
+        warnings.warn(message + ", and a best candidate among them is a guess", FitWarning, stacklevel=3)
 
 
 def suggest(law: Any, steps: int, peak_lrs: Sequence[float], *, families: Sequence[str] = FAMILIES,
@@ -511,7 +509,7 @@ def optimize_free_form(law: Any, steps: int, *, peak_range: tuple[float, float],
                             bounds=[(-12.0, 12.0)] * theta0.size, options={"maxiter": int(max_iter)})
     theta = res.x if res.fun <= f_and_grad(theta0)[0] else theta0
     lr = _free_form_lr(theta, pos, T, warmup, start, log_lo, log_hi, floor)[0]
-    band = law.predict_interval(lr, [T], level=level)
+    band = _interval(law, lr, [T], level)
     peak = float(lr.max())
     kn = [(int(round(p)) + 1, float(lr[int(round(p))])) for p in pos]
     return FreeForm(lr, kn, peak, float(np.ravel(band.loss)[-1]), float(np.ravel(band.lower)[-1]),

@@ -76,6 +76,33 @@ def test_suggest_never_picks_a_value_that_is_no_loss_and_warns_about_far_peak_lr
     assert ff is None or (math.isfinite(ff["predicted_loss"]) and ff["predicted_loss"] > 0)
 
 
+def test_predicting_at_a_peak_lr_far_from_the_fitted_ones_warns_and_names_multipliers(tmp_path, capsys):
+    train = load_mpl("25M", ["constant_24000", "cosine_24000", "wsdcon_9"])  # peak 3e-4
+    law = make_law("momentum").fit(train)
+    (wsd,) = load_mpl("25M", ["wsd_20000_24000"])
+    multipliers = wsd.lr / wsd.lr.max()  # an LR array of multipliers, as lr_from_torch(f, steps) gives
+    with pytest.warns(FitWarning, match=r"the peak LR 1 lies outside 0.00015..0.0006 .* base_lr=PEAK"):
+        far = law.predict_interval(multipliers, [24000])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitWarning)  # at the fitted peak, and within a factor 2: silent
+        near = law.predict_interval(wsd.lr, [24000])
+        law.predict_interval(2 * wsd.lr, [24000])
+        law.predict_interval(multipliers, [24000], warn=False)
+    assert abs(float(near.loss[-1]) / wsd.loss[-1] - 1) < 0.01 < abs(float(far.loss[-1]) / wsd.loss[-1] - 1)
+    # a 2-d batch names how many rows lie outside
+    with pytest.warns(FitWarning, match="1 of the 2 peak LRs tried"):
+        law.predict_interval(np.stack([wsd.lr, multipliers]), [24000])
+    # on the command line: one warning line, the prediction still printed
+    fit = str(tmp_path / "fit.json")
+    law.to_json(fit)
+    spec = "wsd:steps=24000,peak=1,warmup=2160,cooldown=0.1667,shape=exp,min=0.1"
+    capsys.readouterr()
+    assert main(["predict", fit, "--schedule", spec, "--steps", "24000", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("lrtune: warning: the peak LR 1 lies outside") and err.count("\n") == 1
+    assert json.loads(out)
+
+
 def test_a_sweep_whose_runs_share_no_late_step_warns_that_its_final_losses_are_mid_run():
     runs = load_schaipp(**MAIN, horizon="25000", schedule="wsd", decay_type="linear", cooldown_frac="0.2")
     full = PeakLRSweep(n_boot=200).fit(runs)

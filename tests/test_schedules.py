@@ -174,7 +174,8 @@ def test_to_lambda_lr_makes_adamw_use_schedule_lr_at_every_update(family):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
     opt = torch.optim.AdamW([{"params": [model.weight]}, {"params": [model.bias], "lr": 0.5}], lr=0.1)
-    sched = to_lambda_lr(s.spec(), opt)
+    with pytest.warns(UserWarning, match="param groups had different LRs"):
+        sched = to_lambda_lr(s.spec(), opt)
     used = np.empty((s.steps + 5, 2))
     x = torch.ones(4, 3)
     for i in range(s.steps + 5):
@@ -435,6 +436,44 @@ def test_to_lambda_lr_resumes_from_state_dicts():
     sched.load_state_dict(saved[1])
     train(model, opt, sched, s.steps - 200)
     np.testing.assert_allclose(used, s.lr(), rtol=1e-15, atol=0)
+
+
+@needs_torch
+def test_to_lambda_lr_resumed_with_a_changed_spec_follows_the_new_one_and_pickles():
+    import pickle
+
+    old = parse_schedule("wsd:steps=1000,peak=1e-3,warmup=50,cooldown=0.2")
+    new = parse_schedule("wsd:steps=2000,peak=2e-3,warmup=50,cooldown=0.2")  # longer, higher peak
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = to_lambda_lr(old, opt)
+    for _ in range(300):
+        opt.step()
+        sched.step()
+    saved = opt.state_dict(), sched.state_dict()
+    assert saved[1]["lr_lambdas"] == [{}]  # the schedule's LRs are not written into checkpoints
+    opt = torch.optim.AdamW(model.parameters())
+    sched = to_lambda_lr(new, opt)
+    opt.load_state_dict(saved[0])
+    sched.load_state_dict(saved[1])
+    used = []
+    for _ in range(new.steps - 300):
+        used.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(used, new.lr()[300:], rtol=1e-15, atol=0)  # torch's own kept the old peak
+    # the scheduler pickles (torch.save of the scheduler object, multiprocessing)
+    back = pickle.loads(pickle.dumps(sched))
+    assert back.get_last_lr() == sched.get_last_lr() and back.lr_lambdas[0](1999) == new.lr()[-1] / new.peak
+
+
+@needs_torch
+def test_to_lambda_lr_warns_when_param_groups_had_different_lrs():
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW([{"params": [model.weight], "lr": 1e-3}, {"params": [model.bias], "lr": 1e-2}])
+    with pytest.warns(UserWarning, match=r"param groups had different LRs \(0.001, 0.01\); every group now follows"):
+        to_lambda_lr("cosine:steps=10,peak=3e-4", opt)
+    assert [g["lr"] for g in opt.param_groups] == [3e-4, 3e-4]
 
 
 @needs_torch

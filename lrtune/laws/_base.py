@@ -48,7 +48,7 @@ from scipy import stats
 
 from lrtune.curves import Curve, check_lr, check_steps, show_value
 
-__all__ = ["FitWarning", "Law", "Prediction", "NotFittedError", "check_lr_batch"]
+__all__ = ["FitWarning", "Law", "Prediction", "NotFittedError", "check_lr_batch", "far_peaks_message"]
 
 
 def _meta_value(value: Any) -> str:
@@ -61,6 +61,29 @@ def _meta_value(value: Any) -> str:
 
 class FitWarning(UserWarning):
     """A fit that will predict poorly beyond what its curves show (see :meth:`Law.fit`)."""
+
+
+def far_peaks_message(law: Any, peaks: np.ndarray) -> str | None:
+    """Why the peak LRs ``peaks`` lie where ``law`` cannot be trusted (``None`` if they do
+    not): any other than the fitted ones for the multi-power law (no peak-LR term), beyond a
+    factor 2 of them for the others (``benchmarks/results/cross_lr.md``)."""
+    fitted = getattr(law, "fit_peak_lrs_", None)
+    if not fitted:
+        return None
+    peaks = np.asarray(peaks, dtype=float)
+    factor = 1.05 if getattr(law, "name", "") == "multipower" else 2.0
+    lo, hi = min(fitted) / factor, max(fitted) * factor
+    far = peaks[(peaks < lo) | (peaks > hi)]
+    if not far.size:
+        return None
+    why = ("the multi-power law has no peak-LR term" if factor < 2 else
+           f"the {law.name} law is measured up to a factor 2 beyond the fitted peak LRs")
+    which = (f"{far.size} of the {peaks.size} peak LRs tried ({far.min():.3g} to {far.max():.3g}) lie"
+             if peaks.size > 1 else f"the peak LR {far[0]:.3g} lies")
+    hint = ("; an LR array of multipliers (peak 1) needs the real peak LR (lr_from_torch(..., base_lr=PEAK), "
+            "or peak= in the spec)" if far.max() >= 0.5 else "")
+    return (f"{which} outside {lo:.3g}..{hi:.3g} (fitted at {', '.join(f'{p:.3g}' for p in fitted)}), and {why}: "
+            f"the predicted losses there are extrapolation{hint}")
 
 
 #: run settings that make curves of different models or data when they differ
@@ -334,17 +357,24 @@ class Law(abc.ABC):
         return np.stack([self._predict_params(self.params_, row, steps, model_size) for row in lr])
 
     def predict_interval(self, lr: Any, steps: Any = None, *, level: float = 0.9,
-                         model_size: float | None = None) -> Prediction:
+                         model_size: float | None = None, warn: bool = True) -> Prediction:
         """Prediction with a two-sided ``level`` band (module docstring for its width).
 
         The band is multiplicative, ``loss * exp(+-z * s)``; 1-d or 2-d ``lr`` as in
         :meth:`predict`.  Where the law's value is not positive (far outside the peak LRs
         it was fitted on) it is no loss: the prediction and band are ``nan`` there.
+        With ``warn``, a :class:`FitWarning` says when a schedule's peak LR lies where
+        the law is not measured (:func:`far_peaks_message`): an LR array of multipliers
+        (peak 1, as ``lr_from_torch``'s default ``base_lr=1`` gives) is the usual cause.
         """
         if isinstance(level, bool) or not (isinstance(level, numbers.Real) and 0 < level < 1):
             raise ValueError(f"level must be in (0, 1), got {show_value(level)}")
         self._check_fitted()
         lr, steps = self._validate(lr, steps)
+        if warn and not getattr(self, "_quiet", False):
+            message = far_peaks_message(self, np.max(lr, axis=-1).reshape(-1))
+            if message:
+                warnings.warn(message, FitWarning, stacklevel=2)
         loss = self._predict_valid(lr, steps, model_size)
         # a law value at or below 0 (a peak LR far outside the fitted ones) is no loss: nan
         loss = np.where(loss > 0, loss, np.nan)

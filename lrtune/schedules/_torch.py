@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Callable
 
@@ -27,11 +28,58 @@ def _torch() -> Any:
     return torch
 
 
+_SCHEDULE_LR = None
+
+
+def _ScheduleLR() -> type:
+    """``LambdaLR`` whose ``load_state_dict`` keeps the peak of the schedule it was built
+    with (torch's restores the checkpoint's ``base_lrs``: a changed peak was ignored while a
+    changed shape was followed) and sets the next update's LR from it."""
+    global _SCHEDULE_LR
+    if _SCHEDULE_LR is None:
+        torch = _torch()
+
+        class ScheduleLR(torch.optim.lr_scheduler.LambdaLR):
+            def load_state_dict(self, state_dict: dict) -> None:
+                base_lrs = list(self.base_lrs)
+                super().load_state_dict(state_dict)
+                self.base_lrs = base_lrs
+                last = []
+                for group, base, factor in zip(self.optimizer.param_groups, base_lrs, self.lr_lambdas):
+                    value = base * factor(self.last_epoch)
+                    if torch.is_tensor(group["lr"]):
+                        group["lr"].fill_(value)
+                    else:
+                        group["lr"] = value
+                    last.append(value)
+                self._last_lr = last
+
+        ScheduleLR.__module__ = __name__
+        ScheduleLR.__qualname__ = "ScheduleLR"
+        _SCHEDULE_LR = ScheduleLR
+    return _SCHEDULE_LR
+
+
+def __getattr__(name: str) -> Any:  # pickle finds ScheduleLR here (built when torch is first needed)
+    if name == "ScheduleLR":
+        return _ScheduleLR()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _factor(factors: np.ndarray, i: int) -> float:
+    """The LR factor of update ``i + 1``; past the last step, the last one."""
+    return float(factors[min(i, factors.size - 1)])
+
+
 def to_lambda_lr(schedule: Schedule | str, optimizer: Any) -> Any:
     """A ``LambdaLR`` that makes ``optimizer`` follow ``schedule`` exactly.
 
-    The optimizer's LR of every param group is set to the schedule's peak and the lambda
-    returns ``lr[i] / peak``; past the last step the LR stays at the last value.
+    The optimizer's LR of every param group is set to the schedule's peak (a warning says
+    so when the groups had different LRs) and the lambda returns ``lr[i] / peak``; past the
+    last step the LR stays at the last value.  To resume, build it again from the spec, then
+    load the optimizer's and the scheduler's state dicts: the step count comes from the
+    checkpoint and the LRs from the spec, so a resumed run with a changed spec (a longer
+    horizon, another peak) follows the new one from the saved step.  The scheduler pickles.
 
     Example::
 
@@ -43,14 +91,21 @@ def to_lambda_lr(schedule: Schedule | str, optimizer: Any) -> Any:
     torch = _torch()
     schedule = parse_schedule(schedule)
     factors = schedule.lr() / schedule.peak  # an array: 8 bytes a step, not a Python float's 32
-    last = factors.size - 1
+    before = sorted({float(g["lr"]) for g in optimizer.param_groups})
+    if len(before) > 1:
+        warnings.warn(f"to_lambda_lr: the optimizer's param groups had different LRs "
+                      f"({', '.join(f'{v:g}' for v in before[:4])}); every group now follows the schedule "
+                      f"(peak {schedule.peak:g}). For per-group LRs, give each group its own LambdaLR factor",
+                      UserWarning, stacklevel=2)
     for group in optimizer.param_groups:
         if torch.is_tensor(group["lr"]):  # a tensor LR (compiled / capturable steps) stays a tensor
             group["lr"].fill_(schedule.peak)
         else:
             group["lr"] = schedule.peak
         group.pop("initial_lr", None)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(factors[min(i, last)]))
+    # a partial of a module-level function pickles, and LambdaLR's state_dict saves its
+    # (empty) __dict__ rather than the factors
+    return _ScheduleLR()(optimizer, functools.partial(_factor, factors))
 
 
 def lr_from_torch(factory: Callable[[Any], Any], steps: int, base_lr: float = 1.0,
