@@ -16,9 +16,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 import numbers
 import os
+import warnings
 import weakref
 from typing import Any, Iterable, Sequence
 
@@ -191,6 +193,8 @@ def _read_runs(path: str | os.PathLike | io.TextIOBase, needed: tuple[str, ...],
                              f"a CSV is expected (a compressed file must be unpacked first)") from None
     if not text.strip():
         raise ValueError(f"{name}: the file is empty (expected a header row with step, lr, loss)")
+    if text.lstrip()[:1] in ("{", "["):
+        return name, _parse_json(name, text, columns, needed)
     try:
         return name, _parse_rows(name, text, needed, columns)
     except csv.Error as e:
@@ -213,13 +217,77 @@ def check_columns(columns: dict[str, str] | None) -> dict[str, str]:
     return {k: str(v).strip().lower() for k, v in columns.items()}
 
 
+def _parse_json(name: str, text: str, columns: dict[str, str] | None, needed: tuple[str, ...]) -> dict[str, list]:
+    """The rows of a Hugging Face ``trainer_state.json`` (its ``log_history``): the loss of
+    ``columns["loss"]`` (default ``eval_loss`` where the log has one, else the training
+    ``loss``) at each logged step, and ``learning_rate``, which the Trainer logs for the next
+    update, as the LR of update ``s + 1``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}: neither a CSV file nor readable JSON ({e.msg} at line {e.lineno})") from None
+    history = data.get("log_history") if isinstance(data, dict) else None
+    if not isinstance(history, list):
+        raise ValueError(f"{name}: a JSON file, not a CSV; lrtune reads CSV curve files and Hugging Face's "
+                         f"trainer_state.json (it has no 'log_history' list)")
+    mapping = check_columns(columns)
+    step_key, lr_key = mapping.get("step", "step"), mapping.get("lr", "learning_rate")
+    entries = [e for e in history if isinstance(e, dict)]
+    keys = {k.lower(): k for e in entries for k in e}
+    loss_key = mapping.get("loss") or ("eval_loss" if "eval_loss" in keys else "loss")
+    for ours, theirs in (("step", step_key), ("loss", loss_key)):
+        if theirs not in keys:
+            raise ValueError(f"{name}: no {theirs!r} in the log_history of this trainer_state.json to read as "
+                             f"{ours!r}; its keys are {_shown_header(sorted(keys))}")
+    step_key, loss_key, lr_key = keys[step_key], keys[loss_key], keys.get(lr_key)
+    at: dict[int, list] = {}  # step: [lr, loss]
+    for i, e in enumerate(entries):
+        where = f"{name}, log_history[{i}]"
+        if e.get(step_key) is None or (e.get(loss_key) is None and (lr_key is None or e.get(lr_key) is None)):
+            continue
+        step = _parse_float(str(e[step_key]), f"{where}, step")
+        if step is None or not float(step).is_integer() or step < 0:
+            raise ValueError(f"{where}: step must be an integer >= 0, got {e[step_key]!r}")
+        step = int(step)
+        for key, slot, s in ((lr_key, 0, step + 1), (loss_key, 1, step)):  # the logged LR is update s + 1's
+            value = e.get(key) if key is not None else None
+            if value is None:
+                continue
+            v = _parse_float(str(value), f"{where}, {key}")
+            held = at.setdefault(s, [None, None])
+            if held[slot] is not None and held[slot] != v:
+                raise ValueError(f"{where}: step {s} is logged twice with different {key} ({held[slot]!r}, {v!r}): "
+                                 f"a resumed run logging steps again? keep one entry per step")
+            held[slot] = v
+    if not at:
+        raise ValueError(f"{name}: the log_history has no entry with both {step_key!r} and {loss_key!r}")
+    if "lr" in needed and sum(v[0] is not None for s, v in at.items() if s >= 1) < max(at):
+        raise ValueError(f"{name}: a trainer_state.json logs the LR every logging_steps only: give the run's "
+                         f"schedule (--schedule SPEC; schedule= in Python), whose LRs at the logged steps are checked")
+    folder = os.path.basename(os.path.dirname(os.path.abspath(name))) if name != "<stream>" else "trainer_state"
+    if folder.startswith("checkpoint-"):  # output_dir/checkpoint-N/trainer_state.json: the run is output_dir
+        folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(name)))) or folder
+    return {folder: [(s, v[0], v[1]) for s, v in sorted(at.items())]}
+
+
+def _absent(value: float | None) -> bool:
+    """An empty cell or a NaN: what an export writes where a row has no value."""
+    return value is None or math.isnan(value)
+
+
+def _shown_header(header: list[str], limit: int = 300) -> str:
+    text = ", ".join(header)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(header)} columns)"
+
+
 def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str, str] | None = None) -> dict[str, list]:
     reader = csv.reader(io.StringIO(text, newline=None))  # \r, \r\n and \n all end a row
     header = [h.strip().lower() for h in next(reader)]
+    shown = _shown_header(header)  # the file's own names, for messages
     mapping = check_columns(columns)
     for ours, theirs in mapping.items():  # the file's column takes lrtune's name
         if theirs not in header:
-            raise ValueError(f"{name}: no column {theirs!r} to read as {ours!r}; the header has {', '.join(header)}")
+            raise ValueError(f"{name}: no column {theirs!r} to read as {ours!r}; the header has {shown}")
         if theirs != ours:
             header = [f"{h} (unused)" if h == ours else h for h in header]
             header[header.index(theirs)] = ours
@@ -231,7 +299,8 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str
                 "schedule= in Python)" if missing == ["lr"] else "")
         hint += (f"; columns named otherwise are read with --columns {missing[0]}=NAME,... "
                  f"(columns= in Python)") if not mapping else ""
-        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}{sep}"
+        read_as = "".join(f", reading {theirs!r} as {ours!r}" for ours, theirs in mapping.items())
+        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; the header has {shown}{read_as}{sep}"
                          f"{hint}")
     col = {c: header.index(c) for c in ("step", "lr", "loss", "run") if c in header}
     runs: dict[str, list[tuple[int, float | None, float | None]]] = {}
@@ -250,16 +319,19 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str
             raise ValueError(f"{where}: step {row[col['step']].strip()} is far too large for a number of optimizer "
                              f"updates")
         lr = _parse_float(row[col["lr"]], f"{where}, lr") if "lr" in col else None
+        if lr is not None and math.isnan(lr):  # an export's marker of a missing value: no LR is NaN
+            lr = None
         loss = _parse_float(row[col["loss"]], f"{where}, loss") if "loss" in col else None
         run = row[col["run"]].strip() if "run" in col else default_run
-        if lr is None and loss is None:  # a row of other metrics only (a logger's export): nothing to read
+        if lr is None and _absent(loss):  # a row of other metrics only (a logger's export): nothing to read
             continue
         rows = runs.setdefault(run, [])
-        if rows and rows[-1][0] == step and (rows[-1][1] is None or lr is None) and (rows[-1][2] is None or loss is None):
-            # one step over two rows, each giving what the other leaves empty (a logger that writes its
-            # training and validation metrics, or its LR, on rows of their own): one row
+        if rows and rows[-1][0] == step and (rows[-1][1] is None or lr is None) and \
+                (_absent(rows[-1][2]) or _absent(loss)):
+            # one step over two rows, each giving what the other leaves empty or NaN (a logger that writes
+            # its training and validation metrics, or its LR, on rows of their own): one row
             prev = rows[-1]
-            rows[-1] = (prev[0], lr if prev[1] is None else prev[1], loss if prev[2] is None else prev[2])
+            rows[-1] = (prev[0], lr if prev[1] is None else prev[1], loss if _absent(prev[2]) else prev[2])
             continue
         rows.append((int(step), lr, loss))
     if not runs:
@@ -328,9 +400,12 @@ def _lr_from_rows(where: str, rows: list, last: int, hint: str = " or pass --sch
     if known.size < last:  # found without an array as long as the last step (a mistyped 1e9)
         gap = np.flatnonzero(known != np.arange(1, known.size + 1))
         first = int(gap[0]) + 1 if gap.size else known.size + 1
+        ahead = (" (only the last step lacks one: a logger that records the LR of the next update, as Hugging "
+                 "Face's Trainer and Lightning's LearningRateMonitor do, logs every LR one step early; leave "
+                 "lr out of --columns and give the schedule)") if known.size == last - 1 and first == last else ""
         raise ValueError(
-            f"{where}: the LR is unknown for {last - known.size} of steps 1..{last} (first: {first}); add a row "
-            f"with the LR of every step (the loss may be empty){hint}"
+            f"{where}: the LR is unknown for {last - known.size} of steps 1..{last} (first: {first}){ahead}; add a "
+            f"row with the LR of every step (the loss may be empty){hint}"
         )
     lr = np.full(last, np.nan)
     for s, v, _ in rows:
@@ -352,6 +427,27 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any, diverged: 
     with_loss = [(s, loss) for s, _, loss in rows if loss is not None and s >= 1]
     if not with_loss:
         raise ValueError(f"{where}: no row has a loss")
+    # NaN is how many exports mark an empty cell (pandas, W&B). A NaN loss that finite losses follow
+    # is such a missing value. NaNs after the last finite loss are a divergence, unless the run
+    # marks empty cells so and they span no more than twice its longest gap between finite losses
+    # (the rows after its last evaluation).
+    def last_finite() -> int:
+        return max((i for i, (_, v) in enumerate(with_loss) if math.isfinite(v)), default=-1)
+
+    last = last_finite()
+    if last >= 0 and any(math.isnan(v) for _, v in with_loss[:last]):
+        finite = [s for s, v in with_loss if math.isfinite(v)]
+        gap = max(np.diff(finite), default=0)
+        trailing = [s for s, v in with_loss[last + 1:] if math.isnan(v)]
+        markers = bool(trailing) and trailing[-1] - with_loss[last][0] <= 2 * gap
+        with_loss = [(s, v) for i, (s, v) in enumerate(with_loss) if not (math.isnan(v) and (i < last or markers))]
+    # an infinite loss with finite ones after it (a step that overflowed in half precision) is missing
+    last = last_finite()
+    infinite = [s for i, (s, v) in enumerate(with_loss) if i < last and math.isinf(v)]
+    if infinite:
+        with_loss = [(s, v) for i, (s, v) in enumerate(with_loss) if not (i < last and math.isinf(v))]
+        warnings.warn(f"{where}: {len(infinite)} infinite loss(es) with finite losses after them (first at step "
+                      f"{infinite[0]}) read as missing values, not as a divergence", UserWarning, stacklevel=4)
     meta: dict[str, Any] = {}
     bad = next(((s, v) for s, v in with_loss if not (math.isfinite(v) and v > 0)), None)
     if bad is not None:
@@ -393,7 +489,15 @@ def with_schedule_lr(curve: Curve, lr: np.ndarray, where: str) -> Curve:
 def _check_agrees(where: str, whose: str, at: np.ndarray, given: np.ndarray, lr: np.ndarray) -> None:
     """The LRs ``given`` at (1-based) steps ``at`` by a file or a stored run must be those of
     the schedule ``lr`` given for it too; a ValueError names the first step that differs."""
-    diff = lr_difference(given, lr[at - 1], float(np.max(np.abs(lr))))
+    scale = float(np.max(np.abs(lr)))
+    diff = lr_difference(given, lr[at - 1], scale)
+    if diff is not None and whose == "file":
+        inside = at < lr.size  # the LR of the next update: Hugging Face's Trainer and Lightning log that one
+        if inside.sum() >= 2 and lr_difference(given[inside], lr[at[inside]], scale) is None:
+            warnings.warn(f"{where}: the file's lr at step s is the schedule's LR of update s + 1 (a logger that "
+                          f"records the LR of the next update, as Hugging Face's Trainer and Lightning's "
+                          f"LearningRateMonitor do): the schedule's LRs are used", UserWarning, stacklevel=5)
+            return
     if diff is not None:
         i, n = diff
         raise ValueError(f"{where}: the {whose}'s lr at step {at[i]} is {given[i]:.8g} but the schedule gives "

@@ -93,8 +93,11 @@ def test_bad_curve_files_exit_2_with_one_error_line(files, capsys, case):
         parts[j] = v
         lines[i] = ",".join(parts)
 
-    if case in ("nan-loss", "inf-loss", "zero-loss"):
-        set_field(loss_rows[4], 3, {"nan-loss": "nan", "inf-loss": "inf", "zero-loss": "0"}[case])
+    if case in ("nan-loss", "inf-loss"):  # a run that diverged: its losses end non-finite
+        for i in loss_rows[-3:]:
+            set_field(i, 3, {"nan-loss": "nan", "inf-loss": "inf"}[case])
+    elif case == "zero-loss":
+        set_field(loss_rows[4], 3, "0")
     elif case == "negative-lr":
         set_field(7, 2, "-3e-4")
     elif case == "lr-missing":

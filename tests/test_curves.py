@@ -1,7 +1,9 @@
 """Curves and the curve CSV: real curves round-trip, every bad input gets a clear error."""
 
 import io
+import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -81,9 +83,11 @@ def test_bad_csv_is_refused_with_a_clear_message(wsdcon, tmp_path, corrupt, mess
     lines = corrupt(_lines(wsdcon))
     path = tmp_path / "bad.csv"
     path.write_text("\n".join(lines) + ("\n" if lines else ""))
-    if message is None:  # a NaN 'loss' on a row of step 1 (LR-only rows are fine, a NaN loss is not)
-        with pytest.raises(DivergedRunError, match="nan"):
-            read_curves(path)
+    if message is None:  # a NaN 'loss' on a row of step 1, finite losses after it: a missing value
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # NaN is an export's empty cell: read quietly
+            (back,) = read_curves(path)
+        np.testing.assert_array_equal(back.loss, wsdcon.loss)
         return
     with pytest.raises(ValueError, match=message):
         read_curves(path)
@@ -101,9 +105,13 @@ def _with_loss_at(lines, step, value):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1.5"])
 def test_non_finite_or_non_positive_loss_is_a_diverged_run(wsdcon, tmp_path, value):
-    step = int(wsdcon.steps[10])
+    # a non-positive loss anywhere; non-finite losses to the end of the run (followed by finite
+    # ones, they are missing values: test_non_finite_losses_are_missing_values_unless_they_end_the_run)
+    lines = _lines(wsdcon)
+    for step in (wsdcon.steps[10:] if value in ("nan", "inf", "-inf") else wsdcon.steps[10:11]):
+        lines = _with_loss_at(lines, int(step), value)
     path = tmp_path / "diverged.csv"
-    path.write_text("\n".join(_with_loss_at(_lines(wsdcon), step, value)) + "\n")
+    path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DivergedRunError, match=r"loss must be finite and > 0"):
         read_curves(path)
 
@@ -272,3 +280,103 @@ def test_a_loggers_rows_split_over_one_step_are_read_as_one(wsdcon):
     twice = text.replace(f"\n0,{s0},,{loss_at[s0]!r},", f"\n0,{s0},,{loss_at[s0]!r},\n0,{s0},,{loss_at[s0] + 0.1!r},")
     with pytest.raises(ValueError, match=f"duplicate step {s0} \\(two rows give its lr or its loss\\)"):
         read_curves(io.StringIO(twice), columns={"loss": "val_loss", "lr": "lr-AdamW"})
+
+
+def test_non_finite_losses_are_missing_values_unless_they_end_the_run(wsdcon):
+    lines = _lines(wsdcon)
+    loss_rows = [i for i, line in enumerate(lines) if i and line.split(",")[3]]
+    mid = list(lines)
+    for i, marker in zip(loss_rows[5:8], ("NaN", "inf", "nan")):  # an export's NaN marker, an fp16 overflow
+        parts = mid[i].split(",")
+        parts[3] = marker
+        mid[i] = ",".join(parts)
+    with pytest.warns(UserWarning, match="1 infinite loss\\(es\\) with finite losses after them \\(first at step "
+                      f"{wsdcon.steps[6]}\\) read as missing values"):
+        (back,) = read_curves(io.StringIO("\n".join(mid)))
+    np.testing.assert_array_equal(back.loss, np.delete(wsdcon.loss, [5, 6, 7]))
+    # losses that stay NaN to the end: a diverged run, named at its first NaN
+    end = list(lines)
+    for i in loss_rows[-4:]:
+        parts = end[i].split(",")
+        parts[3] = "nan"
+        end[i] = ",".join(parts)
+    with pytest.raises(DivergedRunError, match=f"at step {wsdcon.steps[-4]} it is nan"):
+        read_curves(io.StringIO("\n".join(end)))
+    (cut,) = read_curves(io.StringIO("\n".join(end)), diverged="cut")
+    assert cut.meta["diverged_at"] == wsdcon.steps[-4] and cut.steps[-1] == wsdcon.steps[-5]
+    # a sparse column with NaN where a row has no value (a W&B export): train and eval rows at one step
+    text = ["step,lr,train/loss,val/loss"]
+    loss_at = dict(zip(wsdcon.steps.tolist(), wsdcon.loss.tolist()))
+    end = int(wsdcon.steps[-1]) + 100  # training rows (NaN in val/loss) after the last evaluation
+    for s in range(1, end + 1):
+        text.append(f"{s},{float(wsdcon.lr[s - 1])!r},4.0,NaN")
+        if s in loss_at:
+            text.append(f"{s},NaN,NaN,{loss_at[s]!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the NaN markers of other rows are no missing losses of the run
+        (wb,) = read_curves(io.StringIO("\n".join(text)), columns={"loss": "val/loss"})
+    np.testing.assert_array_equal(wb.loss, wsdcon.loss)
+    np.testing.assert_array_equal(wb.lr, wsdcon.lr[:end])
+    # NaN for a long stretch after the last finite loss: a divergence, also in such a file
+    last = int(wsdcon.steps[wsdcon.steps <= 9000][-1])
+    diverged = [line if line.split(",")[1] != "NaN" or int(line.split(",")[0]) <= 9000 else
+                line.rsplit(",", 1)[0] + ",NaN" for line in text]  # evaluations give NaN after step 9000
+    with pytest.raises(DivergedRunError, match=f"at step {last + 1} it is nan"):
+        read_curves(io.StringIO("\n".join(diverged)), columns={"loss": "val/loss"})
+
+
+def test_a_logger_recording_the_next_updates_lr_is_named(wsdcon):
+    # Hugging Face's Trainer logs at step s the LR the scheduler set for update s + 1
+    loss_at = dict(zip(wsdcon.steps.tolist(), wsdcon.loss.tolist()))
+    rows = ["step,learning_rate,eval_loss"]
+    for s in range(50, wsdcon.horizon, 50):  # logging_steps=50: the LR is known every 50 steps only
+        rows.append(f"{s},{float(wsdcon.lr[s])!r},{loss_at.get(s, '')}")
+    for s in wsdcon.steps:
+        if s % 50:
+            rows.append(f"{s},,{loss_at[s]!r}")
+    text = "\n".join([rows[0]] + sorted(rows[1:], key=lambda r: int(r.split(",")[0])))
+    columns = {"lr": "learning_rate", "loss": "eval_loss"}
+    with pytest.warns(UserWarning, match="the file's lr at step s is the schedule's LR of update s \\+ 1"):
+        (back,) = read_curves(io.StringIO(text), schedule=wsdcon.meta["spec"], columns=columns)
+    np.testing.assert_array_equal(back.loss, wsdcon.loss)
+    np.testing.assert_allclose(back.lr, wsdcon.lr, rtol=1e-6)
+    # a schedule that is not the file's, shifted or not, is still refused
+    other = wsdcon.meta["spec"].replace("peak=0.0003", "peak=0.0004")
+    assert other != wsdcon.meta["spec"]
+    with pytest.raises(ValueError, match="the file's lr at step 50 is"):
+        read_curves(io.StringIO(text), schedule=other, columns=columns)
+    # logged at every step, one step early: only the last step lacks an LR, and the message says why
+    dense = ["step,lr,loss"] + [f"{s},{float(wsdcon.lr[s])!r},{loss_at.get(s, '')}" for s in range(0, wsdcon.horizon)]
+    dense.append(f"{wsdcon.horizon},,{loss_at.get(wsdcon.horizon, 3.0)}")
+    with pytest.raises(ValueError, match="only the last step lacks one: a logger that records the LR of the next"):
+        read_curves(io.StringIO("\n".join(dense)))
+
+
+def test_a_hugging_face_trainer_state_json_is_read_with_its_schedule(tmp_path):
+    (c,) = load_mpl("25M", ["cosine_24000"])
+    loss_at = dict(zip(c.steps.tolist(), c.loss.tolist()))
+    history = []  # logging_steps=50 (training loss, grad norm, the next update's LR), evaluation as in the data
+    for s in range(1, c.horizon + 1):
+        if s % 50 == 0 and s < c.horizon:
+            history.append({"loss": round(loss_at.get(s, c.loss[0]) * 1.01, 4), "grad_norm": 0.3,
+                            "learning_rate": float(c.lr[s]), "epoch": s / 1000, "step": s})
+        if s in loss_at:
+            history.append({"eval_loss": loss_at[s], "eval_runtime": 1.5, "epoch": s / 1000, "step": s})
+    path = tmp_path / "my-run" / "checkpoint-24000" / "trainer_state.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"global_step": c.horizon, "log_history": history}))
+    with pytest.raises(ValueError, match="logs the LR every logging_steps only: give the run's schedule"):
+        read_curves(path)
+    (back,) = read_curves(path, schedule=c.meta["spec"])  # the logged LRs agree with it, one update later
+    assert back.name == "my-run"
+    np.testing.assert_array_equal(back.steps, c.steps)
+    np.testing.assert_array_equal(back.loss, c.loss)  # eval_loss where the log has it
+    (train,) = read_curves(path, schedule=c.meta["spec"], columns={"loss": "loss"})
+    assert train.steps[0] == 50 and train.steps.size == (c.horizon - 1) // 50
+    wrong = c.meta["spec"].replace("min=0.1", "min=0.2")
+    with pytest.raises(ValueError, match="lr at step 2251 is"):
+        read_curves(path, schedule=wrong)
+    other = tmp_path / "config.json"
+    other.write_text('{"lr": 0.001}')
+    with pytest.raises(ValueError, match="a JSON file, not a CSV.*no 'log_history' list"):
+        read_curves(other)
