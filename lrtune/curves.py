@@ -387,7 +387,8 @@ def _check_row_steps(where: str, rows: list) -> np.ndarray:
         raise ValueError(f"{where}: duplicate step {steps[1:][d == 0][0]} (two rows give its lr or its loss)")
     if (d < 0).any():
         i = int(np.argmax(d < 0))
-        again = " (the steps start again: two runs with one name?)" if steps[i + 1] <= steps[0] else ""
+        again = (" (the steps start again: two runs with one name?)" if steps[i + 1] <= steps[0] else
+                 " (a resumed run logging some steps again? keep the rows of its last attempt at each step)")
         raise ValueError(f"{where}: steps must be sorted increasingly: step {steps[i + 1]} comes after {steps[i]}"
                          + again)
     if steps[0] < 0:
@@ -507,9 +508,9 @@ def _check_agrees(where: str, whose: str, at: np.ndarray, given: np.ndarray, lr:
 
 def lr_difference(given: np.ndarray, lr: np.ndarray, scale: float) -> tuple[int, int] | None:
     """Where LRs ``given`` for a run differ from a schedule's ``lr`` at the same steps
-    (beyond a relative 1e-6, or 1e-9 of ``scale``, the peak: float32 logs agree): the first
-    index and how many differ; ``None`` when they agree."""
-    bad = ~np.isclose(given, lr, rtol=1e-6, atol=1e-9 * scale)
+    (beyond a relative 1e-5, or 1e-9 of ``scale``, the peak: float32 logs and LRs written with
+    6 significant digits agree): the first index and how many differ; ``None`` when they agree."""
+    bad = ~np.isclose(given, lr, rtol=1e-5, atol=1e-9 * scale)
     return (int(np.argmax(bad)), int(bad.sum())) if bad.any() else None
 
 

@@ -389,8 +389,9 @@ class Store:
         def work(conn: sa.Connection) -> None:
             taken = conn.execute(sa.select(_runs.c.name).where(_runs.c.name.in_(names))).scalars().all()
             if taken and not replace:
-                raise ValueError(f"run(s) already stored: {', '.join(sorted(taken))}; pass replace=True "
-                                 f"(--replace) to overwrite")
+                raise ValueError(f"run(s) already stored: {', '.join(sorted(taken))}; give the new run another "
+                                 f"name (--name NAME; Curve.name in Python), or pass replace=True (--replace) "
+                                 f"to overwrite the stored one")
             if taken:
                 self._delete(conn, taken)
             for curve, row in zip(curves, rows):
@@ -404,8 +405,9 @@ class Store:
         try:
             self._write(work, retry_integrity=replace)
         except exc.IntegrityError:  # a concurrent writer stored one of the names first
-            raise ValueError(f"run(s) already stored: {', '.join(names)}; pass replace=True (--replace) "
-                             f"to overwrite") from None
+            raise ValueError(f"run(s) already stored: {', '.join(names)}; give the new run another name "
+                             f"(--name NAME; Curve.name in Python), or pass replace=True (--replace) to "
+                             f"overwrite the stored one") from None
         return names
 
     def _run_row(self, curve: Curve, schedule: Any, meta: dict | None) -> dict[str, Any]:

@@ -356,3 +356,12 @@ def test_columns_named_otherwise_are_read_with_columns(files, tmp_path, capsys):
                          ("steps=Step", "unknown column name(s) 'steps'"), ("step", "NAME=COLUMN pairs")]:
         assert main(["fit", str(path), "--columns", bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_schedule_given_twice_is_refused_naming_the_way_to_give_several(files, capsys):
+    for argv in (["fit", files["fit"]], ["plot", files["fit"]], ["runs", "import", files["fit"]]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            main(argv + ["--schedule", "cosine:steps=100,peak=1e-3", "--schedule", "constant:steps=100,peak=1e-3"])
+        assert e.value.code == 2
+        assert "--schedule may be given once: it gives the LRs of every curve file" in capsys.readouterr().err

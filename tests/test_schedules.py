@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lrtune.datasets
-from lrtune.datasets import MPL_MODELS, MPL_SPECS
+from lrtune.datasets import MPL_MODELS, MPL_SPECS, load_mpl
 from lrtune.schedules import (
     FAMILIES,
     WSD,
@@ -292,6 +292,35 @@ def hf_wsd_lambda(num_warmup_steps, num_stable_steps, num_decay_steps, decay_typ
         return min_lr_ratio
 
     return lr_lambda
+
+
+def hf_warmup_decay_lambda(num_warmup_steps, num_training_steps, decay):
+    """The LR multiplier of ``transformers.get_cosine_schedule_with_warmup`` (num_cycles=0.5)
+    and ``get_linear_schedule_with_warmup``."""
+    def lr_lambda(step):
+        if step < num_warmup_steps:
+            return float(step) / float(max(1, num_warmup_steps))
+        if decay == "linear":
+            return max(0.0, float(num_training_steps - step) / float(max(1, num_training_steps - num_warmup_steps)))
+        progress = float(step - num_warmup_steps) / float(max(1, num_training_steps - num_warmup_steps))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress)))
+
+    return lr_lambda
+
+
+@needs_torch
+@pytest.mark.parametrize("decay", ["cosine", "linear"])
+@pytest.mark.parametrize("warmup,steps", [(10, 100), (100, 1000), (0, 500), (1, 50)])
+def test_transformers_cosine_and_linear_with_warmup_are_lrtune_wsd(decay, warmup, steps):
+    peak = 1e-3
+    got = lr_from_torch(lambda opt: torch.optim.lr_scheduler.LambdaLR(
+        opt, hf_warmup_decay_lambda(warmup, steps, decay)), steps, base_lr=peak)
+    spec = f"wsd:steps={steps},peak={peak},warmup={warmup + 1 if warmup else 0},cooldown={(steps - warmup) / steps}," \
+           f"shape={decay}"
+    assert max_rel_err(parse_schedule(spec).lr(), got) <= 1e-12
+    if warmup >= 10:  # lrtune's own family at the same warmup is another schedule
+        family = parse_schedule(f"{decay}:steps={steps},peak={peak},warmup={warmup}").lr()
+        assert np.max(np.abs(family - got)) > 0.005 * peak
 
 
 @needs_torch
@@ -762,3 +791,10 @@ def test_schaipp_spec_reproduces_the_runs_lr_arrays():
             assert np.max(np.abs(lr[300:] - c.lr[300:])) <= 1e-4 * c.lr.max(), c.name
         else:
             assert max_rel_err(lr, c.lr) <= 1e-6, c.name
+
+
+def test_an_lr_array_given_as_a_spec_gets_a_short_message():
+    with pytest.raises(ValueError, match=r"got an LR array of 16000 values: an array \(what lr_from_torch returns\) "
+                                         r"has no spec") as info:
+        parse_schedule(load_mpl("25M", ["wsdcon_9"])[0].lr)
+    assert len(str(info.value)) < 400

@@ -155,7 +155,7 @@ def test_a_taken_name_is_refused_and_nothing_of_the_batch_is_stored(url, mpl):
     cosine, constant, wsdcon = mpl[2], mpl[0], mpl[7]
     with Store(url) as store:
         store.add_curves([cosine])
-        with pytest.raises(ValueError, match=r"already stored: cosine_24000; pass replace=True"):
+        with pytest.raises(ValueError, match=r"already stored: cosine_24000; give the new run another name .* pass replace=True"):
             store.add_curves([constant, cosine])
         assert [r.name for r in store.list_runs()] == ["cosine_24000"]
         with pytest.raises(ValueError, match="appear more than once"):
@@ -368,7 +368,8 @@ def test_cli_import_list_export_round_trip(tmp_path, capsys, mpl):
     assert code == 0, err
     code, out, err = _cli(capsys, "runs", "import", str(single), "--db", db)
     assert code == 2
-    assert err == "lrtune: error: run(s) already stored: wsdcon_9; pass replace=True (--replace) to overwrite\n"
+    assert err == ("lrtune: error: run(s) already stored: wsdcon_9; give the new run another name (--name NAME; "
+                   "Curve.name in Python), or pass replace=True (--replace) to overwrite the stored one\n")
     code, out, _ = _cli(capsys, "runs", "list", "--format", "json", "--db", db)
     listed = {r["name"]: r for r in json.loads(out)}
     assert sorted(listed) == ["constant_24000", "constant_72000", "cosine_24000", "w9", "wsdcon_9"]

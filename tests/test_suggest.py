@@ -126,6 +126,13 @@ def test_cli_suggest_emits_torch_code_that_builds_the_schedule(files, capsys):
         opt.step()
         sched.step()
     np.testing.assert_allclose(got, want, rtol=1e-12)
+    # a best peak LR at the edge of those tried is said in the code and on stderr
+    assert main(["suggest", path, "--fit", fit, "--steps", "3000", "--peak-lrs", "1e-5,2e-5", "--warmup", "100",
+                 "--emit", "torch"]) == 0
+    out, err = capsys.readouterr()
+    assert "# note: 2e-05 is the largest peak LR tried: the optimum may lie above it" in out
+    assert "lrtune: warning: 2e-05 is the largest peak LR tried" in err
+    exec(out, {"optimizer": opt})
 
 
 def test_cli_suggest_plot_and_free_form(files, tmp_path, capsys):

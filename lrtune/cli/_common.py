@@ -11,6 +11,19 @@ import numpy as np
 from lrtune.curves import Curve, check_columns, read_curves
 
 
+class Once(argparse.Action):
+    """An option that may be given once: argparse keeps the last of repeated ones silently
+    (a second ``--schedule`` made every file follow it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        if getattr(namespace, self.dest, None) is not None:
+            why = (": it gives the LRs of every curve file; import runs with different schedules one by one "
+                   "(lrtune runs import FILE --name NAME --schedule SPEC) and pass their names"
+                   if option_string == "--schedule" else "")
+            parser.error(f"{option_string} may be given once{why}")
+        setattr(namespace, self.dest, values)
+
+
 def parse_steps(text: str | None) -> np.ndarray | None:
     """``"100,200,300"`` -> array of ints (None when not given)."""
     if text is None:
@@ -64,7 +77,8 @@ def add_columns_arg(p: argparse.ArgumentParser) -> None:
 def add_curve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("curves", nargs="+", metavar="CURVE",
                    help="curve CSV files (columns step, lr, loss; optional run) or stored run names")
-    p.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
+    p.add_argument("--schedule", metavar="SPEC", action=Once,
+                   help="schedule spec that gives the LR when the files do not (once: it applies to every file)")
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL); default $LRTUNE_DB or the user data dir")
     add_columns_arg(p)
 

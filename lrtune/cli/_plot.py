@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lrtune.cli._common import add_columns_arg, load_curves
+from lrtune.cli._common import Once, add_columns_arg, load_curves
 from lrtune.laws import load_law
 from lrtune.plotting import plot_predictions
 from lrtune.schedules import parse_schedule
@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("curves", nargs="*", metavar="CURVE", help="observed curve CSVs (or stored run names)")
     p.add_argument("--predict", action="append", default=[], metavar="SPEC",
                    help="also draw the prediction for this schedule (repeatable)")
-    p.add_argument("--schedule", metavar="SPEC", help="schedule spec giving the LR of the curves when the files do not")
+    p.add_argument("--schedule", metavar="SPEC", action=Once,
+                   help="schedule spec giving the LR of the curves when the files do not")
     p.add_argument("--db", metavar="URL", help="run store (SQLAlchemy URL)")
     add_columns_arg(p)
     p.add_argument("--level", type=float, default=0.9, help="band probability (default 0.9)")

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from lrtune.cli._common import add_columns_arg, load_curves, parse_columns, parse_steps
+from lrtune.cli._common import Once, add_columns_arg, load_curves, parse_columns, parse_steps
 from lrtune.curves import read_lr_csv
 from lrtune.laws import load_law
 from lrtune.schedules import parse_schedule
@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--lr-csv", metavar="FILE.csv",
                      help="CSV with the LR of every step (columns step, lr), or a stored run's name")
-    src.add_argument("--schedule", metavar="SPEC", help="schedule spec, e.g. wsd:steps=24000,peak=3e-4,cooldown=0.2")
+    src.add_argument("--schedule", metavar="SPEC", action=Once,
+                     help="schedule spec, e.g. wsd:steps=24000,peak=3e-4,cooldown=0.2")
     p.add_argument("--steps", metavar="S1,S2,...",
                    help="steps to predict at (default: the steps of --lr-csv that have a loss, "
                         "else 100 evenly spaced steps ending at the last step)")

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from lrtune.cli._common import add_columns_arg, parse_columns
+from lrtune.cli._common import Once, add_columns_arg, parse_columns
 from lrtune.curves import Curve, read_curves, write_curve_csv
 from lrtune.store import Store, StoreNotFoundError
 
@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp = actions.add_parser("import", help="store the runs of curve CSV files",
                              description="Store one run per CSV run (the run column) or file (its stem).")
     imp.add_argument("files", nargs="+", metavar="FILE", help="curve CSV files (columns step, lr, loss; optional run)")
-    imp.add_argument("--schedule", metavar="SPEC", help="schedule spec that gives the LR when the files do not")
+    imp.add_argument("--schedule", metavar="SPEC", action=Once,
+                     help="schedule spec that gives the LR when the files do not")
     imp.add_argument("--name", help="name of the run (only when the files hold a single run)")
     imp.add_argument("--replace", action="store_true", help="overwrite stored runs of the same name")
     add_columns_arg(imp)

@@ -112,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"wrote {_plot(law, result, args.plot, args.level)}", file=sys.stderr)
     if args.emit == "torch":
+        if result.at_edge:  # the code alone would hide it: a comment in it and a warning line
+            end = "smallest" if result.at_edge == "below" else "largest"
+            note = (f"{result.best.peak_lr:.3g} is the {end} peak LR tried: the optimum may lie {result.at_edge} it "
+                    f"(widen --peak-lrs)")
+            print(f"lrtune: warning: {note}", file=sys.stderr)
+            print(f"# note: {note}")
         print("import torch")
         print("from lrtune.schedules import to_lambda_lr")
         print()
