@@ -323,7 +323,7 @@ def _parse_rows(name: str, text: str, needed: tuple[str, ...], columns: dict[str
             lr = None
         loss = _parse_float(row[col["loss"]], f"{where}, loss") if "loss" in col else None
         run = row[col["run"]].strip() if "run" in col else default_run
-        if lr is None and _absent(loss):  # a row of other metrics only (a logger's export): nothing to read
+        if lr is None and loss is None:  # a row of other metrics only (a logger's export): nothing to read
             continue
         rows = runs.setdefault(run, [])
         if rows and rows[-1][0] == step and (rows[-1][1] is None or lr is None) and \

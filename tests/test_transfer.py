@@ -12,7 +12,7 @@ import pytest
 from lrtune.bound import optimal_base_lr
 from lrtune.cli import main
 from lrtune.curves import read_curves
-from lrtune.datasets import load_schaipp
+from lrtune.datasets import load_schaipp, schaipp_spec
 from lrtune.laws import make_law
 from lrtune.schedules import parse_schedule
 from lrtune.transfer import PeakLRSweep, PeakLRTransfer, extend_horizon, rewarm_plans
@@ -407,3 +407,27 @@ def test_cli_transfer_drops_a_sweep_run_that_diverged_into_nan(tmp_path, capsys)
                                line.rsplit(",", 1)[0] + ",nan\n" for line in path.read_text().splitlines(True)))
     assert main(["transfer", "--sweep", *paths, str(at_once), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6"]) == 2
     assert "leave it out of --sweep" in capsys.readouterr().err
+
+
+def test_runs_import_diverged_cut_keeps_a_diverged_sweep_run_for_transfer_to_drop(tmp_path, capsys):
+    paths, cs = _write_sweep(tmp_path, "0.2", "15000")
+    top = max(cs, key=lambda c: c.peak_lr)
+    # a logger's export without LRs: the doubled top peak LR logs real losses to step 8000, then NaN
+    path = tmp_path / "diverged.csv"
+    path.write_text("step,loss\n" + "".join(f"{s},{'nan' if s > 8000 else repr(v)}\n"
+                                            for s, v in zip(top.steps.tolist(), top.loss.tolist())))
+    spec = parse_schedule(schaipp_spec(top.meta)).with_peak(2 * top.peak_lr).spec()
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    capsys.readouterr()
+    assert main(["runs", "import", str(path), "--schedule", spec, "--db", db]) == 2
+    assert "at step 8200 it is nan" in capsys.readouterr().err
+    assert main(["runs", "import", str(path), "--schedule", spec, "--db", db, "--diverged", "cut"]) == 0
+    names = []
+    for p in paths:
+        assert main(["runs", "import", p, "--db", db]) == 0
+        names.append(os.path.splitext(os.path.basename(p))[0])
+    capsys.readouterr()
+    assert main(["transfer", "--sweep", *names, "diverged", "--to", "wsd:steps=15000,warmup=301,cooldown=0.6",
+                 "--db", db, "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sweeps"][0]["dropped"] == [pytest.approx(2 * top.peak_lr)]

@@ -29,6 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="schedule spec that gives the LR when the files do not")
     imp.add_argument("--name", help="name of the run (only when the files hold a single run)")
     imp.add_argument("--replace", action="store_true", help="overwrite stored runs of the same name")
+    imp.add_argument("--diverged", choices=("raise", "cut"), default="raise",
+                     help="a run whose loss turns NaN, infinite or <= 0: refuse it (raise, default) or store it up "
+                          "to its last loss before and mark where it diverged (cut; transfer then drops it from a "
+                          "sweep as diverged)")
     add_columns_arg(imp)
 
     ls = actions.add_parser("list", help="list the stored runs")
@@ -59,7 +63,7 @@ def _import(args: argparse.Namespace) -> int:
     curves: list[Curve] = []
     schedules: dict[str, str | None] = {}  # from an export's FILE.runs.json
     for path in args.files:
-        found = read_curves(path, schedule=args.schedule, columns=parse_columns(args.columns))
+        found = read_curves(path, schedule=args.schedule, columns=parse_columns(args.columns), diverged=args.diverged)
         side = _sidecar(path)
         if os.path.isfile(side):
             try:
