@@ -129,7 +129,7 @@ def test_predict_bad_arguments_exit_2(files, capsys):
         (["predict", files["fit"], "--schedule", "cosine:steps=100,peak=1e-3", "--steps", "50,200"], "LR is known only for steps 1..100"),
         (["predict", files["fit"], "--schedule", "cosine:steps=100,peak=1e-3", "--steps", "a,b"], "--steps must be integers"),
         (["predict", files["held"], "--schedule", "cosine:steps=100,peak=1e-3"], "not a fit file"),
-        (["predict", files["fit"]], "one of the arguments --lr-csv --schedule is required"),
+        (["predict", files["fit"]], "give the schedule to predict: --schedule SPEC or --lr-csv FILE.csv"),
         (["fit", "--law", "nonsense", files["held"]], "invalid choice"),
     ]:
         capsys.readouterr()
@@ -365,3 +365,22 @@ def test_schedule_given_twice_is_refused_naming_the_way_to_give_several(files, c
             main(argv + ["--schedule", "cosine:steps=100,peak=1e-3", "--schedule", "constant:steps=100,peak=1e-3"])
         assert e.value.code == 2
         assert "--schedule may be given once: it gives the LRs of every curve file" in capsys.readouterr().err
+
+
+def test_predict_a_held_out_loggers_file_with_its_schedule(files, capsys, tmp_path):
+    # a held-out run exported without an LR for every step: the spec gives the LRs, the file the steps
+    held = files["held_curve"]
+    path = tmp_path / "export.csv"
+    path.write_text("Step,val/loss\n" + "".join(f"{s},{v!r}\n" for s, v in zip(held.steps.tolist(), held.loss.tolist())))
+    spec = held.meta["spec"]
+    got = run_json(capsys, ["predict", files["fit"], "--lr-csv", str(path), "--schedule", spec,
+                            "--columns", "step=Step,loss=val/loss", "--format", "json"])
+    ref = run_json(capsys, ["predict", files["fit"], "--lr-csv", files["held"], "--format", "json"])
+    assert got["steps"] == held.steps.tolist() == ref["steps"]
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-6)  # the data's LRs are float32
+    err = np.abs(np.array(got["loss"]) / held.loss - 1)
+    assert err.mean() < 0.005  # the fit predicts this WSD run it never saw
+    # a spec that is not the file's run is caught where the file has LRs
+    capsys.readouterr()
+    assert main(["predict", files["fit"], "--lr-csv", files["held"], "--schedule", spec.replace("0.0003", "0.0006")]) == 2
+    assert "but the schedule gives" in capsys.readouterr().err

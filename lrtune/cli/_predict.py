@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from lrtune.cli._common import Once, add_columns_arg, load_curves, parse_columns, parse_steps
-from lrtune.curves import read_lr_csv
+from lrtune.curves import read_curves, read_lr_csv
 from lrtune.laws import load_law
 from lrtune.schedules import parse_schedule
 
@@ -18,11 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict the loss curve of a schedule from a fit",
                        description="Predict the loss (with a band) of a schedule given as an LR CSV or a spec.")
     p.add_argument("fit", metavar="FIT.json", help="a fit written by 'lrtune fit -o'")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--lr-csv", metavar="FILE.csv",
-                     help="CSV with the LR of every step (columns step, lr), or a stored run's name")
-    src.add_argument("--schedule", metavar="SPEC", action=Once,
-                     help="schedule spec, e.g. wsd:steps=24000,peak=3e-4,cooldown=0.2")
+    p.add_argument("--lr-csv", metavar="FILE.csv",
+                   help="CSV with the LR of every step (columns step, lr), or a stored run's name; with "
+                        "--schedule, a curve file whose steps with a loss are the steps to predict at")
+    p.add_argument("--schedule", metavar="SPEC", action=Once,
+                   help="schedule spec, e.g. wsd:steps=24000,peak=3e-4,cooldown=0.2")
     p.add_argument("--steps", metavar="S1,S2,...",
                    help="steps to predict at (default: the steps of --lr-csv that have a loss, "
                         "else 100 evenly spaced steps ending at the last step)")
@@ -39,6 +39,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def predict_targets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """(lr array, steps) from --lr-csv/--schedule and --steps."""
     steps = parse_steps(args.steps)
+    if args.lr_csv is None and args.schedule is None:
+        raise ValueError("give the schedule to predict: --schedule SPEC or --lr-csv FILE.csv (or both: the spec's "
+                         "LRs at the steps of the file that have a loss)")
+    if args.lr_csv and args.schedule:  # a held-out run without an LR for every step (a logger's export)
+        if os.path.isfile(args.lr_csv):
+            (run,) = read_curves(args.lr_csv, schedule=args.schedule, columns=parse_columns(args.columns))
+        else:
+            (run,) = load_curves([args.lr_csv], schedule=args.schedule, db=args.db)
+        return run.lr, (run.steps if steps is None else steps)
     if args.lr_csv:
         if os.path.isfile(args.lr_csv):
             lr, loss_steps = read_lr_csv(args.lr_csv, columns=parse_columns(args.columns))
