@@ -7,7 +7,7 @@ import pytest
 from scipy import signal
 
 from lrtune.datasets import load_mpl, load_schaipp, mpl_split
-from lrtune.laws import MomentumLaw, load_law
+from lrtune.laws import FitWarning, MomentumLaw, load_law
 from lrtune.laws.momentum import annealing_area, flatten_warmup, forward_area, warmup_steps
 from lrtune.schedules import parse_schedule
 
@@ -262,7 +262,8 @@ def test_bands_of_a_batch_far_outside_the_fit_and_near_level_one():
     law = MomentumLaw(warmup="peak", peak_lr_exponent=1).fit(train)  # the paper's law: linear in the peak LR
     lrs = np.stack([parse_schedule(f"cosine:steps=24000,peak={p},warmup=2160,min=0.1").lr() for p in (3e-4, 1e-2)])
     steps = [12000, 24000]
-    pred = law.predict_interval(lrs, steps)
+    with pytest.warns(FitWarning, match="1 of the 2 peak LRs tried"):  # 1e-2 lies far outside the fit
+        pred = law.predict_interval(lrs, steps)
     d = pred.to_dict()  # nested lists for a batch, JSON-ready
     assert len(d["loss"]) == 2 and len(d["loss"][0]) == 2
     ok = np.isfinite(pred.loss)
