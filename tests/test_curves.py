@@ -357,9 +357,9 @@ def test_a_hugging_face_trainer_state_json_is_read_with_its_schedule(tmp_path):
     loss_at = dict(zip(c.steps.tolist(), c.loss.tolist()))
     history = []  # logging_steps=50 (training loss, grad norm, the next update's LR), evaluation as in the data
     for s in range(1, c.horizon + 1):
-        if s % 50 == 0 and s < c.horizon:
+        if s % 50 == 0:  # at the last step (logging_steps divides max_steps) the LR of an update never run: 0
             history.append({"loss": round(loss_at.get(s, c.loss[0]) * 1.01, 4), "grad_norm": 0.3,
-                            "learning_rate": float(c.lr[s]), "epoch": s / 1000, "step": s})
+                            "learning_rate": float(c.lr[s]) if s < c.horizon else 0.0, "epoch": s / 1000, "step": s})
         if s in loss_at:
             history.append({"eval_loss": loss_at[s], "eval_runtime": 1.5, "epoch": s / 1000, "step": s})
     path = tmp_path / "my-run" / "checkpoint-24000" / "trainer_state.json"
@@ -372,7 +372,7 @@ def test_a_hugging_face_trainer_state_json_is_read_with_its_schedule(tmp_path):
     np.testing.assert_array_equal(back.steps, c.steps)
     np.testing.assert_array_equal(back.loss, c.loss)  # eval_loss where the log has it
     (train,) = read_curves(path, schedule=c.meta["spec"], columns={"loss": "loss"})
-    assert train.steps[0] == 50 and train.steps.size == (c.horizon - 1) // 50
+    assert train.steps[0] == 50 and train.steps[-1] == c.horizon and train.steps.size == c.horizon // 50
     wrong = c.meta["spec"].replace("min=0.1", "min=0.2")
     with pytest.raises(ValueError, match=r"the file.s lr at step \d+ is .* but the schedule gives"):
         read_curves(path, schedule=wrong)

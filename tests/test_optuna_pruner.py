@@ -389,7 +389,8 @@ def test_steps_beyond_the_schedule_horizon_are_warned_once_per_trial(caplog):
         for s, v in zip(c.steps[:10].tolist(), c.loss[:10].tolist()):
             t.report(v, s * 500_000)
             assert not t.should_prune()
-    (warning,) = _warnings(caplog)
+    # (the first trial, told complete at 20 %, gets its own "stopped early" warning)
+    (warning,) = [w for w in _warnings(caplog) if "beyond its schedule" in w]
     assert (f"trial 1 reported step {200 * 500_000}, 1e+08 optimizer steps at step_unit=1, beyond its schedule's "
             f"horizon of 15000 optimizer steps") in warning
 
@@ -417,6 +418,24 @@ def test_a_completed_trial_that_reported_evaluation_indices_gets_a_step_unit_hin
         _first_pruned_step(study, c, spec_of(c.meta), stop=0.2)
     (warning,) = _warnings(caplog)
     assert "stopped early" in warning and "one per report" not in warning
+
+
+def test_a_study_whose_every_trial_reports_evaluation_indices_is_warned_once(caplog):
+    # every trial reports k = 1, 2, ... (no step_unit): no report ever reaches min_progress of
+    # the 15,000-step schedules, yet the study must hear why the pruner does nothing, once
+    runs = [CURVES[_index("wsd", cd, lr)] for cd, lr in (("0.6", "0.002"), ("0.1", "0.001"), ("0.4", "0.0005"))]
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner(n_startup_trials=2))
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        for c in runs + runs:
+            t = study.ask()
+            record_schedule(t, spec_of(c.meta))
+            for k, v in enumerate(c.loss.tolist(), start=1):
+                t.report(v, k)
+                assert not t.should_prune()
+            study.tell(t, float(c.loss[-1]))
+    (warning,) = _warnings(caplog)
+    assert "its steps run 1..74, one per report" in warning and "pass step_unit" in warning
+    assert "the model prunes nothing" in warning
 
 
 def test_in_a_constrained_study_the_best_is_the_best_feasible_trial():

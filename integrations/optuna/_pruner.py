@@ -186,6 +186,8 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
                             f"are not used (is step_unit right?)")
         curve = curve_from_points(steps, values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
+            if len(steps) == 1:  # read the completed trials once a trial: their warnings (a wrong step_unit
+                self._finished_curves(study)  # keeps every report below min_progress) are said all the same
             return False
         finished = self._finished_curves(study)
         model = self._model(study, finished)
@@ -232,11 +234,17 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         if c is None or c.steps.size < 3:
             return None
         if not reaches_horizon(c.steps, c.horizon):
-            self._warn_once(("stopped early", *key),
-                            f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
-                            f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early, its last loss is not a "
-                            f"final one, and it is left out of the fit and of the best value"
-                            f"{step_unit_hint(steps, self._step_unit, c.horizon)}")
+            hint = step_unit_hint(steps, self._step_unit, c.horizon)
+            if hint:  # every trial of the study reports so: one warning for the study
+                self._warn_once(("step unit", *key[:-3]),
+                                f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
+                                f"{c.steps[-1]} of its schedule's {c.horizon}{hint}; until then completed trials "
+                                f"that end early are left out and the model prunes nothing")
+            else:
+                self._warn_once(("stopped early", *key),
+                                f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
+                                f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early, its last loss is not "
+                                f"a final one, and it is left out of the fit and of the best value")
             return None
         return c
 

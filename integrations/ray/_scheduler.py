@@ -339,11 +339,11 @@ class ScheduleAwareScheduler(FIFOScheduler):
             # budget) did not reach its final loss
             if not reaches_horizon(steps, horizon):
                 if warn:
-                    self._warn_once(f"early {tid}",
+                    hint = step_unit_hint([p[0] for p in pts], self._step_unit, horizon)
+                    self._warn_once("step unit" if hint else f"early {tid}",  # a wrong step_unit: once, not per trial
                                     f"ScheduleAwareScheduler: trial {tid} ended at step {steps[-1]:.0f} "
                                     f"({self._time_attr}={pts[-1][0]:g}), before its schedule's horizon of "
-                                    f"{horizon} steps: not counted as a completed run"
-                                    f"{step_unit_hint([p[0] for p in pts], self._step_unit, horizon)}")
+                                    f"{horizon} steps: not counted as a completed run{hint}")
                 self._stopped.add(tid)
                 return
         self._completed.add(tid)
