@@ -265,6 +265,10 @@ class Law(abc.ABC):
         pred = np.concatenate(preds)
         loss = np.concatenate([c.loss[m] for c, m in zip(curves, masks)])
         self.r2_, self.mean_rel_error_ = _fit_stats(pred, loss)
+        # the fit at each curve's last point, where a schedule's final loss is read (the mean error
+        # over all points hides a misfit there)
+        self.final_rel_errors_ = {c.name: float(p[-1] / c.loss[m][-1] - 1.0)
+                                  for c, m, p in zip(curves, masks, preds) if m.any()}
         self.residual_scale_ = _rms(np.log(loss) - np.log(pred))
         self.n_points_ = int(loss.size)
         self.fitted_on_ = [c.name for c in curves]
@@ -279,6 +283,12 @@ class Law(abc.ABC):
 
     def _fit_warnings(self, curves: list[Curve]) -> list[str]:
         out = []
+        if len(curves) <= 2:
+            how = ("1 curve: its band has no curve to leave out (its extrapolation term is twice the fit's residuals)"
+                   if len(curves) == 1 else "2 curves: its band's extrapolation term rests on two refits on one curve "
+                                            "each")
+            out.append(f"the {self.name} law was fitted on {how}, so predictions of other schedules can lie outside "
+                       f"the band; 3 or more curves of different schedules give measured bands")
         decays = False
         for c in curves:
             lr = c.lr[: int(c.steps[-1])]
@@ -476,8 +486,13 @@ class Law(abc.ABC):
         """A few lines: parameters, R^2 and mean relative error on the fitted curves."""
         self._check_fitted()
         ps = ", ".join(f"{k}={v:.6g}" for k, v in self.params_.items())
-        return (f"law: {self.name}\nfitted on: {', '.join(self.fitted_on_)} ({self.n_points_} points)\n"
-                f"parameters: {ps}\nR^2: {self.r2_:.5f}\nmean relative error: {100 * self.mean_rel_error_:.3f} %")
+        out = (f"law: {self.name}\nfitted on: {', '.join(self.fitted_on_)} ({self.n_points_} points)\n"
+               f"parameters: {ps}\nR^2: {self.r2_:.5f}\nmean relative error: {100 * self.mean_rel_error_:.3f} %")
+        finals = getattr(self, "final_rel_errors_", None)  # not kept in a fit's JSON
+        if finals:
+            name, worst = max(finals.items(), key=lambda kv: abs(kv[1]))
+            out += f"\nerror at the curves' last points: up to {100 * worst:+.3f} % ({name})"
+        return out
 
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
