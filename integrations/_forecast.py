@@ -240,15 +240,16 @@ def is_diverging(values: Sequence[float], ratio: float) -> bool:
     return bool(low > 0 and level[-1] > ratio * low)
 
 
-def reaches_horizon(steps: Sequence[float], horizon: int) -> bool:
+def reaches_horizon(steps: Sequence[float], horizon: int, intervals: float = 2.0) -> bool:
     """Whether a finished run reported at optimizer ``steps`` (increasing) ran to its
-    schedule's ``horizon``: its last report within two report intervals (the largest gap
-    between consecutive reports) of it, one for a run that reports before its last update
-    (steps counted from 0), one more for a missing report.  A run ended earlier (its
-    objective returned, a stopper or a time budget) did not reach its final loss."""
+    schedule's ``horizon``: its last report within ``intervals`` report intervals (the
+    largest gap between consecutive reports) of it, by default two: one for a run that
+    reports before its last update (steps counted from 0), one more for a missing report.  A
+    run ended earlier (its objective returned, a stopper or a time budget) did not reach its
+    final loss."""
     steps = np.asarray(steps, dtype=float)
     gap = float(np.diff(steps).max()) if steps.size > 1 else 0.0
-    return float(steps[-1]) + 2.0 * gap >= horizon
+    return float(steps[-1]) + intervals * gap >= horizon
 
 
 def step_unit_hint(reported: Sequence[float], step_unit: float, horizon: int) -> str:

@@ -437,7 +437,7 @@ def test_a_resumed_experiment_reads_nested_metrics_back_from_result_json(tmp_pat
     (folder / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     trial = types.SimpleNamespace(trial_id="t0", storage=types.SimpleNamespace(
         storage_filesystem=pyarrow.fs.LocalFileSystem(), trial_fs_path=str(folder)))
-    points = scheduler._read_results(trial)
+    points, _ = scheduler._read_results(trial)
     assert [p for _, p in points] == c.loss.tolist() and points[-1][0] == c.loss.size
 
 
@@ -474,3 +474,39 @@ def test_a_restored_scheduler_keeps_its_state_when_the_experiment_starts_and_old
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old._order == {tid: i for i, tid in enumerate(scheduler._points)} and old._given == (None, None)
     run_trial(old, stub(int(order[5])), CURVES[order[5]])
+
+
+def test_a_resumed_experiment_keeps_trials_stopped_near_their_horizon_stopped_and_their_order(tmp_path):
+    # Tuner.restore adds the ended trials again, newest first, each TERMINATED (Tune marks a trial a
+    # scheduler stopped so too): their results come back from result.json
+    import json
+    import types
+
+    import pyarrow.fs
+
+    def restored(i, name, upto, started):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [{"loss": v, "training_iteration": k, "timestamp": started + k}
+                for k, v in enumerate(CURVES[i].loss.tolist()[:upto], start=1)]
+        (folder / "result.json").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        trial = stub(i)
+        trial.storage = types.SimpleNamespace(storage_filesystem=pyarrow.fs.LocalFileSystem(),
+                                              trial_fs_path=str(folder))
+        trial.set_status(Trial.TERMINATED)
+        return trial
+
+    n = CURVES[0].loss.size  # 75 reports to the horizon
+    trials = [restored(0, "a", n, 1000), restored(1, "b", n, 2000), restored(2, "c", n - 2, 3000),
+              restored(3, "d", n, 4000)]
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    for trial in reversed(trials):  # newest first, as Tune adds them
+        scheduler.on_trial_add(None, trial)
+    ids = [t.trial_id for t in trials]
+    assert scheduler._completed == {ids[0], ids[1], ids[3]}
+    assert scheduler._stopped == {ids[2]}  # stopped two reports before its horizon: not a final loss
+    assert [scheduler._order[t] for t in ids] == [0, 1, 2, 3]  # by when they started
+    # a trial added later comes after them
+    late = stub(4)
+    scheduler.on_trial_add(None, late)
+    assert scheduler._order[late.trial_id] == 4

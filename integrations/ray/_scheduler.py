@@ -157,6 +157,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._points: dict[str, list[tuple[float, float]]] = {}  # (time_attr, metric) by time, one per time
         self._specs: dict[str, Optional[str]] = {}
         self._order: dict[str, int] = {}  # trials in the order they came: their curves' names
+        self._started: dict[str, float] = {}  # trials a resumed experiment added again: when they started
         self._completed: set[str] = set()  # trials that completed at their horizon with a finite last value
         self._stopped: set[str] = set()  # trials that ended otherwise: stopped, failed, removed, ended early
         self._warned: set[str] = set()
@@ -194,11 +195,16 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._specs[tid] = self._read_spec(trial)
         self._order.setdefault(tid, len(self._order))
         if not self._points.get(tid):
-            self._points[tid] = self._read_results(trial)
+            self._points[tid], started = self._read_results(trial)
+            if self._points[tid]:
+                self._place_restored(tid, started)
             if self._points[tid] and trial.status == Trial.ERROR:
                 self._stopped.add(tid)
             elif self._points[tid] and trial.status == Trial.TERMINATED:
-                self._complete(tid, {}, warn=False)
+                # Tune marks a trial a scheduler stopped TERMINATED too: one that ended a report or
+                # more before its horizon was stopped (a stop at the very last report passes for a
+                # completion, its loss then one report short of final)
+                self._complete(tid, {}, warn=False, intervals=1.0)
         if trial.status not in (Trial.TERMINATED, Trial.ERROR):
             # Tune adds a trial again when it recovers it after a failure: it runs again, from its
             # last checkpoint (its earlier results are not reported again, so they are kept) or
@@ -318,7 +324,16 @@ class ScheduleAwareScheduler(FIFOScheduler):
         else:
             pts.insert(i, (t, value))
 
-    def _complete(self, tid: str, result: dict, warn: bool = True) -> None:
+    def _place_restored(self, tid: str, started: float) -> None:
+        """Order the trials a resumed experiment adds again by when they started (Tune adds
+        them newest first), within the places they were given: the curves' names, and so the
+        forecast's folds, are those of the uninterrupted experiment."""
+        self._started[tid] = started
+        tids = sorted(self._started, key=lambda t: (self._started[t], t))
+        slots = sorted(self._order[t] for t in tids)
+        self._order.update(zip(tids, slots))
+
+    def _complete(self, tid: str, result: dict, warn: bool = True, intervals: float = 2.0) -> None:
         """Take a trial's last result and count it as completed if it ran to its horizon."""
         if result and self._time_attr in result and self._metric in result:
             try:
@@ -337,7 +352,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
             steps = np.array([p[0] for p in pts]) * self._step_unit
             # a trial ended earlier by something else than this scheduler (a stopper, a time
             # budget) did not reach its final loss
-            if not reaches_horizon(steps, horizon):
+            if not reaches_horizon(steps, horizon, intervals):
                 if warn:
                     hint = step_unit_hint([p[0] for p in pts], self._step_unit, horizon)
                     self._warn_once("step unit" if hint else f"early {tid}",  # a wrong step_unit: once, not per trial
@@ -348,35 +363,38 @@ class ScheduleAwareScheduler(FIFOScheduler):
                 return
         self._completed.add(tid)
 
-    def _read_results(self, trial: Trial) -> list[tuple[float, float]]:
+    def _read_results(self, trial: Trial) -> tuple[list[tuple[float, float]], float]:
         """The results a trial reported before the experiment was interrupted, read back from
         the ``result.json`` Tune keeps in the trial's folder (a trial a resumed experiment adds
-        again); ``[]`` for a new trial (no folder yet) or when there is no such file."""
+        again), and the time of its first one; ``[]`` for a new trial (no folder yet) or when
+        there is no such file."""
         try:  # a new trial has no folder yet: Ray raises here
             fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
         except Exception:
-            return []
+            return [], math.inf
         path = f"{folder}/{EXPR_RESULT_FILE}"
         try:
             import pyarrow.fs
 
             if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
-                return []
+                return [], math.inf
             with fs.open_input_stream(path) as f:
                 text = f.readall().decode("utf-8", errors="replace")
         except Exception as e:  # unreadable: the trial is judged on what it reports from now on
             self._warn_once(f"read {trial.trial_id}",
                             f"ScheduleAwareScheduler: trial {trial.trial_id}: its earlier results could not be read "
                             f"from {path} ({type(e).__name__}: {e}); it is judged on its results from now on")
-            return []
+            return [], math.inf
         pts: dict[float, float] = {}
+        started = math.inf
         for line in text.splitlines():
             try:  # a line cut short when the run was interrupted is skipped
                 row = json.loads(line)
+                started = min(started, float(row.get("timestamp", math.inf)))
                 pts[float(_field(row, self._time_attr))] = float(_field(row, self._metric))
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, KeyError, AttributeError):
                 continue
-        return sorted(pts.items())
+        return sorted(pts.items()), started
 
     def _read_spec(self, trial: Trial) -> Optional[str]:
         node: Any = trial.config
