@@ -57,6 +57,7 @@ __all__ = [
     "FitInfo",
     "RunInfo",
     "Store",
+    "RunNotFoundError",
     "StoreNotFoundError",
     "default_url",
     "resolve_curves",
@@ -96,6 +97,10 @@ _fits = sa.Table(
 )
 _LR_DTYPE = np.dtype("<f8")
 _PG_LOCK_KEY = 0x6C72_7475_6E65  # "lrtune": serialises schema creation on PostgreSQL
+
+
+class RunNotFoundError(ValueError):
+    """No run of that name is stored."""
 
 
 class StoreNotFoundError(ValueError):
@@ -284,8 +289,11 @@ class Store:
             write = conn.get_execution_options().get("lrtune_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    def _write(self, work: Any, retry_integrity: bool = False) -> Any:
-        """Run ``work(conn)`` in one write transaction, retried while the database is locked."""
+    def _write(self, work: Any, retry_integrity: bool = False, names: bool = False) -> Any:
+        """Run ``work(conn)`` in one write transaction, retried while the database is locked.
+        With ``names`` an integrity error (a name a concurrent writer stored first) is raised
+        as it is, for the caller to name; any other database error becomes a ValueError
+        naming the store (a damaged file: a constraint that cannot hold, a malformed page)."""
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -293,15 +301,23 @@ class Store:
             try:
                 with self._writer.begin() as conn:
                     return work(conn)
-            except exc.IntegrityError:
-                if not retry_integrity or attempt >= 5:
+            except exc.IntegrityError as e:
+                if retry_integrity and attempt < 5:
+                    pass
+                elif names:
                     raise
+                else:
+                    raise ValueError(f"{self}: cannot write the database: {e.orig} (a damaged store? "
+                                     f"export what can still be read with 'lrtune runs export')") from None
             except exc.OperationalError as e:
                 if self.read_only:
                     raise ValueError(f"{self}: the store is read-only (its folder cannot be written), so "
                                      f"nothing can be stored or deleted in it") from None
                 if not _is_locked(e) or time.monotonic() > deadline:
                     raise ValueError(f"{self}: {e.orig}") from None
+            except exc.DatabaseError as e:  # "database disk image is malformed", ...
+                raise ValueError(f"{self}: cannot write the database: {e.orig} (a damaged store? "
+                                 f"export what can still be read with 'lrtune runs export')") from None
             time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
 
     @contextlib.contextmanager
@@ -403,7 +419,7 @@ class Store:
                 ])
 
         try:
-            self._write(work, retry_integrity=replace)
+            self._write(work, retry_integrity=replace, names=True)
         except exc.IntegrityError:  # a concurrent writer stored one of the names first
             raise ValueError(f"run(s) already stored: {', '.join(names)}; give the new run another name "
                              f"(--name NAME; Curve.name in Python), or pass replace=True (--replace) to "
@@ -448,7 +464,7 @@ class Store:
                 sa.select(_runs.c.id, _runs.c.name, _runs.c.meta, _runs.c.lr).where(_runs.c.name.in_(names)))}
             missing = [n for n in names if n not in runs]
             if missing:
-                raise ValueError(f"no stored run named {missing[0]!r} in {self}")
+                raise RunNotFoundError(f"no stored run named {missing[0]!r} in {self}")
             pts = conn.execute(
                 sa.select(_points.c.run_id, _points.c.step, _points.c.loss)
                 .where(_points.c.run_id.in_([r.id for r in runs.values()]))
@@ -482,7 +498,7 @@ class Store:
             found = set(conn.execute(sa.select(_runs.c.name).where(_runs.c.name.in_(names))).scalars())
             missing = [n for n in names if n not in found]
             if missing:
-                raise ValueError(f"no stored run named {missing[0]!r} in {self}")
+                raise RunNotFoundError(f"no stored run named {missing[0]!r} in {self}")
             self._delete(conn, names)
 
         self._write(work)
@@ -507,7 +523,7 @@ class Store:
                                                created=dt.datetime.now(dt.timezone.utc)))
 
         try:
-            self._write(work, retry_integrity=replace)
+            self._write(work, retry_integrity=replace, names=True)
         except exc.IntegrityError:
             raise ValueError(f"fit {name!r} already stored; pass replace=True to overwrite") from None
 
@@ -571,8 +587,10 @@ def resolve_curves(items: str | Sequence[str], db: str | None = None, schedule: 
                 raise ValueError(folder or f"no such file or stored run: {item} (no run store at {where})")
             try:
                 curves = store.get_curves([item])
-            except ValueError:
+            except RunNotFoundError:
                 raise ValueError(folder or f"no such file or stored run: {item} (runs are looked up in {store})") from None
+            except ValueError as e:  # stored but unreadable (a damaged store): say so, not "no such run"
+                raise ValueError(f"stored run {item} cannot be read from {store}: {e}") from None
             if schedule is not None:  # a schedule given for a stored run must agree with its LRs, as with a file's
                 if schedule_lr is None:
                     schedule_lr = parse_schedule(schedule).lr()

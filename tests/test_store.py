@@ -471,3 +471,42 @@ def test_a_stored_run_named_like_a_folder_is_read_from_the_store(tmp_path, capsy
     (tmp_path / "plots").mkdir()
     code, out, err = _cli(capsys, "fit", "plots", "--db", db)
     assert code == 2 and "plots is a folder, not a CSV file" in err
+
+
+def test_a_damaged_store_gives_one_line_errors_and_is_not_taken_for_a_missing_run(tmp_path, capsys):
+    curves = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "data",
+                          "generated", "curves")
+    runs = sorted(glob.glob(os.path.join(curves, "*_h800_*.csv")))
+    db = str(tmp_path / "s.db")
+    assert main(["runs", "import", "--db", db, *runs]) == 0
+    size = os.path.getsize(db)
+    with open(db, "r+b") as f:  # damage every page after the first two, the header left whole
+        for offset in range(8192, size, 4096):
+            f.seek(offset + 100)
+            f.write(b"\xde\xad\xbe\xef" * 8)
+    name = os.path.splitext(os.path.basename(runs[0]))[0]
+    more = sorted(glob.glob(os.path.join(curves, "*_h400_*.csv")))
+    for argv in (["runs", "delete", name], ["runs", "import", *more], ["fit", name]):
+        capsys.readouterr()
+        assert main(argv + ["--db", db]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("lrtune: error: ") and err.count("\n") == 1 and "no such file or stored run" not in err
+
+
+def test_the_cli_refuses_to_store_into_an_sqlite_database_in_memory(tmp_path, capsys, monkeypatch):
+    curves = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "data",
+                          "generated", "curves")
+    run = os.path.join(curves, "cosine_h200_p0.001.csv")
+    monkeypatch.setenv("LRTUNE_DB", "sqlite:///")  # LRTUNE_DB=sqlite:///${DIR} with DIR unset
+    for argv in (["runs", "import", run], ["runs", "import", run, "--db", "sqlite://"], ["runs", "delete", "x"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        assert "is an SQLite database in memory: what a command stores there is gone" in capsys.readouterr().err
+    # export writes whole files: nothing is left beside them
+    db = str(tmp_path / "s.db")
+    assert main(["runs", "import", run, "--db", db]) == 0
+    out = tmp_path / "out.csv"
+    assert main(["runs", "export", "cosine_h200_p0.001", "--db", db, "-o", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.runs.json", "s.db"]
+    (back,) = read_curves(str(out))
+    assert back.steps[-1] == 200

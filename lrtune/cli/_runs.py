@@ -7,10 +7,11 @@ import dataclasses
 import json
 import os
 import sys
+from typing import Any
 
 from lrtune.cli._common import Once, add_columns_arg, parse_columns
 from lrtune.curves import Curve, read_curves, write_curve_csv
-from lrtune.store import Store, StoreNotFoundError
+from lrtune.store import Store, StoreNotFoundError, _parse_url
 
 _DB_HELP = "run store: SQLAlchemy URL or SQLite file (default $LRTUNE_DB, else the user data dir)"
 
@@ -59,7 +60,18 @@ def _sidecar(path: str) -> str:
     return os.path.splitext(path)[0] + ".runs.json"
 
 
+def _on_disk(db: str | None) -> None:
+    """Refuse an SQLite store in memory (``sqlite://``, ``sqlite:///`` with no path, say an
+    unset variable in ``$LRTUNE_DB``): a command's writes to it end with the command."""
+    url = _parse_url(db)
+    if url.drivername.startswith("sqlite") and url.database in (None, "", ":memory:"):
+        raise ValueError(f"the run store {url.render_as_string(hide_password=True)} is an SQLite database in memory: "
+                         f"what a command stores there is gone when it ends; give a file (--db runs.db, or "
+                         f"LRTUNE_DB=sqlite:////path/to/runs.db)")
+
+
 def _import(args: argparse.Namespace) -> int:
+    _on_disk(args.db)
     curves: list[Curve] = []
     schedules: dict[str, str | None] = {}  # from an export's FILE.runs.json
     for path in args.files:
@@ -121,16 +133,39 @@ def _export(args: argparse.Namespace) -> int:
     with Store(args.db, create=False) as store:
         curves = store.get_curves(args.names)
         specs = {r.name: r.schedule for r in store.list_runs() if r.name in set(args.names)}
-    write_curve_csv(curves, args.output if args.output else sys.stdout)
-    if args.output:  # the schedules and meta beside the CSV, read back by 'runs import'
-        with open(_sidecar(args.output), "w") as f:
-            json.dump({c.name: {"schedule": specs.get(c.name), "meta": c.meta} for c in curves}, f, indent=1)
-        print(f"wrote {len(curves)} run(s) to {args.output} (schedules and meta: {_sidecar(args.output)})",
-              file=sys.stderr)
+    if not args.output:
+        write_curve_csv(curves, sys.stdout)
+        return 0
+    # the schedules and meta beside the CSV, read back by 'runs import'; each file written whole
+    # or not at all (a full disk or a kill mid-write left a shorter CSV that imported as a shorter run)
+    side = _sidecar(args.output)
+    _write_whole(args.output, lambda f: write_curve_csv(curves, f))
+    _write_whole(side, lambda f: json.dump({c.name: {"schedule": specs.get(c.name), "meta": c.meta}
+                                            for c in curves}, f, indent=1))
+    print(f"wrote {len(curves)} run(s) to {args.output} (schedules and meta: {side})", file=sys.stderr)
     return 0
 
 
+def _write_whole(path: str, write: Any) -> None:
+    """``write(f)`` into a temporary file beside ``path``, then moved onto it."""
+    if path in (os.devnull, "-") or not os.path.isfile(path) and os.path.exists(path):  # /dev/null, a pipe
+        with open(path, "w", newline="") as f:
+            write(f)
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _delete(args: argparse.Namespace) -> int:
+    _on_disk(args.db)
     with Store(args.db, create=False) as store:
         store.delete_run(args.names)
         print(f"deleted {', '.join(args.names)} from {store}")
