@@ -265,8 +265,9 @@ def _parse_json(name: str, text: str, columns: dict[str, str] | None, needed: tu
     for s in [s for s in at if s > last]:  # the LR logged at the last step is that of an update never run
         del at[s]
     if "lr" in needed and sum(v[0] is not None for s, v in at.items() if s >= 1) < max(at):
-        raise ValueError(f"{name}: a trainer_state.json logs the LR every logging_steps only: give the run's "
-                         f"schedule (--schedule SPEC; schedule= in Python), whose LRs at the logged steps are checked")
+        raise ValueError(f"{name}: a trainer_state.json does not log every update's LR (it logs the next update's, "
+                         f"every logging_steps): give the run's schedule (--schedule SPEC; schedule= in Python), "
+                         f"whose LRs at the logged steps are checked")
     folder = os.path.basename(os.path.dirname(os.path.abspath(name))) if name != "<stream>" else "trainer_state"
     if folder.startswith("checkpoint-"):  # output_dir/checkpoint-N/trainer_state.json: the run is output_dir
         folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(name)))) or folder
@@ -379,7 +380,7 @@ def read_lr_csv(path: str | os.PathLike | io.TextIOBase,
     steps = _check_row_steps(name, rows)
     # here the schedule is given instead of the file, not beside it
     lr = _lr_from_rows(name, rows, int(steps[-1]), hint="; or give the schedule's spec instead of the file")
-    with_loss = np.array([s for s, _, loss in rows if loss is not None and s >= 1], dtype=np.int64)
+    with_loss = np.array([s for s, _, loss in rows if not _absent(loss) and s >= 1], dtype=np.int64)
     return lr, (with_loss if with_loss.size else None)
 
 
@@ -433,8 +434,8 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any, diverged: 
         raise ValueError(f"{where}: no row has a loss")
     # NaN is how many exports mark an empty cell (pandas, W&B). A NaN loss that finite losses follow
     # is such a missing value. NaNs after the last finite loss are a divergence, unless the run
-    # marks empty cells so and they span no more than twice its longest gap between finite losses
-    # (the rows after its last evaluation).
+    # marks empty cells so and they span less than its longest gap between finite losses (the rows
+    # after its last evaluation, before the next was due).
     def last_finite() -> int:
         return max((i for i, (_, v) in enumerate(with_loss) if math.isfinite(v)), default=-1)
 
@@ -443,7 +444,7 @@ def _curve_from_rows(where: str, run: str, rows: list, schedule: Any, diverged: 
         finite = [s for s, v in with_loss if math.isfinite(v)]
         gap = max(np.diff(finite), default=0)
         trailing = [s for s, v in with_loss[last + 1:] if math.isnan(v)]
-        markers = bool(trailing) and trailing[-1] - with_loss[last][0] <= 2 * gap
+        markers = bool(trailing) and trailing[-1] - with_loss[last][0] < gap  # no evaluation was due in them
         with_loss = [(s, v) for i, (s, v) in enumerate(with_loss) if not (math.isnan(v) and (i < last or markers))]
     # an infinite loss with finite ones after it (a step that overflowed in half precision) is missing
     last = last_finite()
@@ -497,7 +498,8 @@ def _check_agrees(where: str, whose: str, at: np.ndarray, given: np.ndarray, lr:
     diff = lr_difference(given, lr[at - 1], scale)
     if diff is not None and whose == "file":
         inside = at < lr.size  # the LR of the next update: Hugging Face's Trainer and Lightning log that one
-        if inside.sum() >= 2 and lr_difference(given[inside], lr[at[inside]], scale) is None:
+        if inside.sum() >= 2 and lr_difference(given[inside], lr[at[inside] - 1], scale) is not None and \
+                lr_difference(given[inside], lr[at[inside]], scale) is None:
             warnings.warn(f"{where}: the file's lr at step s is the schedule's LR of update s + 1 (a logger that "
                           f"records the LR of the next update, as Hugging Face's Trainer and Lightning's "
                           f"LearningRateMonitor do): the schedule's LRs are used", UserWarning, stacklevel=5)

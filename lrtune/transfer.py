@@ -209,8 +209,8 @@ class PeakLRSweep:
             raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level}")
-        if not noise >= 0:
-            raise ValueError(f"noise must be >= 0, got {noise}")
+        if not (noise >= 0 and math.isfinite(noise)):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise}")
         if not extrapolation >= 1:
             raise ValueError(f"extrapolation must be >= 1, got {extrapolation}")
         if not diverged > 0:

@@ -384,3 +384,20 @@ def test_predict_a_held_out_loggers_file_with_its_schedule(files, capsys, tmp_pa
     capsys.readouterr()
     assert main(["predict", files["fit"], "--lr-csv", files["held"], "--schedule", spec.replace("0.0003", "0.0006")]) == 2
     assert "but the schedule gives" in capsys.readouterr().err
+
+
+def test_predict_small_inputs_get_clear_messages(files, capsys, tmp_path):
+    held = files["held_curve"]
+    two = tmp_path / "two.csv"
+    rows = ["run,step,loss"] + [f"{r},{s},{v!r}" for r in ("a", "b") for s, v in zip(held.steps.tolist(), held.loss.tolist())]
+    two.write_text("\n".join(rows))
+    capsys.readouterr()
+    assert main(["predict", files["fit"], "--lr-csv", str(two), "--schedule", held.meta["spec"]]) == 2
+    assert "holds 2 runs (a, b); give one run" in capsys.readouterr().err
+    # NaN where a row has no loss (pandas' empty cell): the steps to predict are those with a loss
+    marked = tmp_path / "marked.csv"
+    loss_at = dict(zip(held.steps.tolist(), held.loss.tolist()))
+    marked.write_text("\n".join(["step,lr,loss"] + [f"{s},{float(held.lr[s - 1])!r},{loss_at.get(s, 'nan')}"
+                                                   for s in range(1, held.horizon + 1)]))
+    got = run_json(capsys, ["predict", files["fit"], "--lr-csv", str(marked), "--format", "json"])
+    assert got["steps"] == held.steps.tolist()

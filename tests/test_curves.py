@@ -323,6 +323,12 @@ def test_non_finite_losses_are_missing_values_unless_they_end_the_run(wsdcon):
                 line.rsplit(",", 1)[0] + ",NaN" for line in text]  # evaluations give NaN after step 9000
     with pytest.raises(DivergedRunError, match=f"at step {last + 1} it is nan"):
         read_curves(io.StringIO("\n".join(diverged)), columns={"loss": "val/loss"})
+    # ... also when the NaN evaluations are only the last two of the run
+    final = int(wsdcon.steps[-3])  # the evaluations after it give NaN
+    late = [line if line.split(",")[1] != "NaN" or int(line.split(",")[0]) <= final else
+            line.rsplit(",", 1)[0] + ",NaN" for line in text]
+    (cut,) = read_curves(io.StringIO("\n".join(late)), columns={"loss": "val/loss"}, diverged="cut")
+    assert cut.steps[-1] == final and cut.meta["diverged_at"] == final + 1
 
 
 def test_a_logger_recording_the_next_updates_lr_is_named(wsdcon):
@@ -345,6 +351,11 @@ def test_a_logger_recording_the_next_updates_lr_is_named(wsdcon):
     assert other != wsdcon.meta["spec"]
     with pytest.raises(ValueError, match="the file's lr at step 50 is"):
         read_curves(io.StringIO(text), schedule=other, columns=columns)
+    # a file that agrees with a schedule everywhere but at its last step is no shifted logger: refused
+    constant = "\n".join(["step,lr,loss"] + [f"{s},{1e-3 if s % 100 == 0 else ''},{3.0 - s / 1000 if s % 20 == 0 else ''}"
+                                              for s in range(1, 801)])
+    with pytest.raises(ValueError, match="the file's lr at step 800 is 0.001 but the schedule gives"):
+        read_curves(io.StringIO(constant), schedule="wsd:steps=800,peak=0.001,warmup=20,cooldown=0.05")
     # logged at every step, one step early: only the last step lacks an LR, and the message says why
     dense = ["step,lr,loss"] + [f"{s},{float(wsdcon.lr[s])!r},{loss_at.get(s, '')}" for s in range(0, wsdcon.horizon)]
     dense.append(f"{wsdcon.horizon},,{loss_at.get(wsdcon.horizon, 3.0)}")

@@ -424,7 +424,7 @@ def test_a_study_whose_every_trial_reports_evaluation_indices_is_warned_once(cap
     # every trial reports k = 1, 2, ... (no step_unit): no report ever reaches min_progress of
     # the 15,000-step schedules, yet the study must hear why the pruner does nothing, once
     runs = [CURVES[_index("wsd", cd, lr)] for cd, lr in (("0.6", "0.002"), ("0.1", "0.001"), ("0.4", "0.0005"))]
-    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner(n_startup_trials=2))
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner(n_startup_trials=2, n_warmup_steps=5))
     with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
         for c in runs + runs:
             t = study.ask()

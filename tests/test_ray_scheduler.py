@@ -510,3 +510,10 @@ def test_a_resumed_experiment_keeps_trials_stopped_near_their_horizon_stopped_an
     late = stub(4)
     scheduler.on_trial_add(None, late)
     assert scheduler._order[late.trial_id] == 4
+    # a scheduler pickled (tuner.pkl) before the start times were kept restores the same way
+    old = ScheduleAwareScheduler.__new__(ScheduleAwareScheduler)
+    fresh = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    old.__setstate__({k: v for k, v in fresh.__dict__.items() if k != "_started"})
+    for trial in reversed(trials):
+        old.on_trial_add(None, trial)
+    assert old._completed == scheduler._completed and old._stopped == scheduler._stopped

@@ -798,3 +798,5 @@ def test_an_lr_array_given_as_a_spec_gets_a_short_message():
                                          r"has no spec") as info:
         parse_schedule(load_mpl("25M", ["wsdcon_9"])[0].lr)
     assert len(str(info.value)) < 400
+    with pytest.raises(ValueError, match="schedule spec must be a non-empty string"):
+        parse_schedule(np.array(3e-4))

@@ -460,3 +460,9 @@ def test_a_sweep_whose_form_misses_its_best_run_warns_and_noise_widens_the_inter
         out[noise] = json.loads(capsys.readouterr().out)
     narrow, wide = out["4e-4"]["sweeps"][0], out["0.015"]["sweeps"][0]
     assert wide["upper"] / wide["lower"] > narrow["upper"] / narrow["lower"]
+
+
+def test_sweep_noise_must_be_finite():
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+            PeakLRSweep(noise=bad)

@@ -169,6 +169,8 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
             return False
         if is_diverging(values, self._divergence_ratio):
             return True
+        if len(steps) == 1:  # read the completed trials once a trial, whatever its steps: their warnings
+            self._finished_curves(study)  # (a wrong step_unit keeps every report below min_progress) are said
         if step < self._n_warmup_steps or not self._is_check_step(step, trial):
             return False
         try:
@@ -186,8 +188,6 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
                             f"are not used (is step_unit right?)")
         curve = curve_from_points(steps, values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
-            if len(steps) == 1:  # read the completed trials once a trial: their warnings (a wrong step_unit
-                self._finished_curves(study)  # keeps every report below min_progress) are said all the same
             return False
         finished = self._finished_curves(study)
         model = self._model(study, finished)

@@ -268,6 +268,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._order = {tid: i for i, tid in enumerate(state.get("_points", {}))}
         if "_given" not in state:
             self._given = (None, None)
+        if "_started" not in state:
+            self._started = {}
 
     # -- the decision -------------------------------------------------------------------
     def _decide(self, trial: Trial, t: float, value: float) -> str:

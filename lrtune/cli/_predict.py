@@ -44,10 +44,13 @@ def predict_targets(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
                          "LRs at the steps of the file that have a loss)")
     if args.lr_csv and args.schedule:  # a held-out run without an LR for every step (a logger's export)
         if os.path.isfile(args.lr_csv):
-            (run,) = read_curves(args.lr_csv, schedule=args.schedule, columns=parse_columns(args.columns))
+            runs = read_curves(args.lr_csv, schedule=args.schedule, columns=parse_columns(args.columns))
         else:
-            (run,) = load_curves([args.lr_csv], schedule=args.schedule, db=args.db)
-        return run.lr, (run.steps if steps is None else steps)
+            runs = load_curves([args.lr_csv], schedule=args.schedule, db=args.db)
+        if len(runs) != 1:
+            raise ValueError(f"{args.lr_csv}: holds {len(runs)} runs ({', '.join(c.name for c in runs[:3])}); "
+                             f"give one run")
+        return runs[0].lr, (runs[0].steps if steps is None else steps)
     if args.lr_csv:
         if os.path.isfile(args.lr_csv):
             lr, loss_steps = read_lr_csv(args.lr_csv, columns=parse_columns(args.columns))

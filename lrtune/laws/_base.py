@@ -277,13 +277,13 @@ class Law(abc.ABC):
         self.extrapolation_scale_ = self._leave_one_curve_out(curves, masks) if band and len(curves) >= 2 else None
         self.band_growth_ = band_growth_defaults(self.name)
         if warn and not getattr(self, "_quiet", False):  # _quiet: set by callers that fit many times
-            for message in self._fit_warnings(curves):
+            for message in self._fit_warnings(curves, band):
                 warnings.warn(message, FitWarning, stacklevel=2)
         return self
 
-    def _fit_warnings(self, curves: list[Curve]) -> list[str]:
+    def _fit_warnings(self, curves: list[Curve], band: bool = True) -> list[str]:
         out = []
-        if len(curves) <= 2:
+        if band and len(curves) <= 2:  # (without a band there is nothing to say about one)
             how = ("1 curve: its band has no curve to leave out (its extrapolation term is twice the fit's residuals)"
                    if len(curves) == 1 else "2 curves: its band's extrapolation term rests on two refits on one curve "
                                             "each")

@@ -13,6 +13,8 @@ import dataclasses
 import math
 import typing
 
+import numpy as np
+
 from lrtune.schedules._families import FAMILIES, Schedule
 
 
@@ -61,7 +63,8 @@ def parse_schedule(spec: str | Schedule) -> Schedule:
     if isinstance(spec, Schedule):
         return spec
     if not isinstance(spec, str) or not spec.strip():
-        if hasattr(spec, "__len__") and not isinstance(spec, (str, bytes, dict)) and len(spec) > 3:
+        if hasattr(spec, "__len__") and not isinstance(spec, (str, bytes, dict)) and np.ndim(spec) > 0 and \
+                len(spec) > 3:
             shown = f"an LR array of {len(spec)} values"  # the array itself would fill the message
             raise ValueError(f"schedule spec must be a non-empty string like 'cosine:steps=10000,peak=1e-3', got "
                              f"{shown}: an array (what lr_from_torch returns) has no spec; docs/schedules.md says "
