@@ -44,8 +44,10 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
     items += [(s[0], np.asarray(s[1], float), None, float(s[2]) if len(s) > 2 else 1.0) for s in schedules]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lo_y, hi_y = np.inf, -np.inf
+    styles = ("-", "--", "-.", ":")  # predictions that coincide (a WSD before its cooldown) stay apart
     for i, (label, lr, curve, factor) in enumerate(items):
-        color = colors[i % len(colors)]
+        color, style = colors[i % len(colors)], styles[i % len(styles)]
+        label = label if len(label) <= 40 else f"{label[:18]}...{label[-19:]}"  # long file names crowd the axes
         first = int(curve.steps[0]) if curve is not None else max(1, lr.size // 50)
         steps = np.unique(np.linspace(first, lr.size, n_points).round().astype(np.int64))
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # no LR yet at step 1: no loss
@@ -53,7 +55,7 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
                                         model_size=None if curve is None else curve.meta.get("model_size"))
         pred = dataclasses.replace(pred, loss=pred.loss * factor, lower=pred.lower * factor,
                                    upper=pred.upper * factor) if factor != 1.0 else pred
-        ax.plot(steps, pred.loss, color=color, label=f"{label} (predicted)")
+        ax.plot(steps, pred.loss, color=color, linestyle=style, label=f"{label} (predicted)")
         ax.fill_between(steps, pred.lower, pred.upper, color=color, alpha=0.2, linewidth=0)
         low, high = pred.lower[np.isfinite(pred.lower)], pred.upper[np.isfinite(pred.upper)]
         if low.size:
@@ -63,7 +65,7 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
         if curve is not None:
             ax.plot(curve.steps, curve.loss, ".", color=color, markersize=2.5, label=f"{label} (observed)")
             lo_y = min(lo_y, curve.loss.min())
-        ax_lr.plot(np.arange(1, lr.size + 1), lr, color=color)
+        ax_lr.plot(np.arange(1, lr.size + 1), lr, color=color, linestyle=style)
     if np.isfinite(lo_y) and np.isfinite(hi_y) and hi_y >= lo_y:
         pad = 0.05 * (hi_y - lo_y) or 0.01 * max(abs(hi_y), 1e-12)
         ax.set_ylim(lo_y - pad, hi_y + pad)
