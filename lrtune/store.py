@@ -219,7 +219,10 @@ class Store:
         if self._file and not os.path.exists(self._file):
             if not create:
                 raise StoreNotFoundError(str(self))
-            os.makedirs(os.path.dirname(os.path.abspath(self._file)), exist_ok=True)
+            folder = os.path.dirname(os.path.abspath(self._file))
+            os.makedirs(folder, exist_ok=True)
+            if not os.access(folder, os.W_OK):  # SQLite would say only "unable to open database file"
+                raise ValueError(f"{self}: cannot create the store: the folder {folder} cannot be written")
         self.read_only = bool(self._file) and not os.access(os.path.dirname(os.path.abspath(self._file)), os.W_OK)
         try:
             self._engine = sa.create_engine(self._read_only_url() if self.read_only else self.url,

@@ -253,6 +253,10 @@ def test_a_store_in_a_folder_that_cannot_be_written_is_read_but_never_changed(tm
     (tmp_path / "runs.db-wal").write_bytes(b"x" * 32)  # changes a writer left in the log
     with pytest.raises(ValueError, match="runs.db-wal holds changes not yet merged"):
         Store(str(path))
+    # a new store there cannot be made, and the message says why
+    with pytest.raises(ValueError, match=f"cannot create the store: the folder {tmp_path} cannot be written"):
+        Store(str(tmp_path / "new.db"))
+    assert not (tmp_path / "new.db").exists()
 
 
 _WORKER = """
