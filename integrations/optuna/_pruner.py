@@ -16,7 +16,7 @@ from scipy import stats
 
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, FinalLossModel, Forecast,
                                            check_forecast_args, curve_from_points, is_diverging, law_factory,
-                                           reaches_horizon, schedule_lr, step_unit_hint)
+                                           reaches_horizon, schedule_lr)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
@@ -234,17 +234,11 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         if c is None or c.steps.size < 3:
             return None
         if not reaches_horizon(c.steps, c.horizon):
-            hint = step_unit_hint(steps, self._step_unit, c.horizon)
-            if hint:  # every trial of the study reports so: one warning for the study
-                self._warn_once(("step unit", *key[:-3]),
-                                f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
-                                f"{c.steps[-1]} of its schedule's {c.horizon}{hint}; until then completed trials "
-                                f"that end early are left out and the model prunes nothing")
-            else:
-                self._warn_once(("stopped early", *key),
-                                f"ScheduleAwarePruner: completed trial {t.number} reported up to optimizer step "
-                                f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early, its last loss is not "
-                                f"a final one, and it is left out of the fit and of the best value")
+            self._warn_ended_early("ScheduleAwarePruner", t, key, steps, c, self._step_unit,
+                                   early="it stopped early, its last loss is not a final one, and it is left out of "
+                                         "the fit and of the best value",
+                                   unit="until then completed trials that end early are left out and the model "
+                                        "prunes nothing")
             return None
         return c
 

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lrtune.curves import Curve
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, check_forecast_args, curve_from_points,
                                            is_diverging, law_factory, quiet_fit, reaches_horizon, schedule_distance2,
-                                           schedule_lr, schedule_shape, step_unit_hint)
+                                           schedule_lr, schedule_shape)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import SCHEDULE_ATTR, ScheduleSpace, trial_schedule
 from lrtune.laws import Law
@@ -241,18 +241,12 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
                             f"out of the fit and its schedule is avoided like a pruned trial's")
             role, c = "pruned", None
         elif role == "complete" and c is not None and not reaches_horizon(c.steps, c.horizon):
-            hint = step_unit_hint(steps, self._step_unit, c.horizon)
-            if hint:  # every trial of the study reports so: one warning for the study
-                self._warn_once(("step unit", *key[:-3]),
-                                f"ScheduleSampler: completed trial {t.number} reported up to optimizer step "
-                                f"{c.steps[-1]} of its schedule's {c.horizon}{hint}; until then such trials are "
-                                f"fitted like pruned ones and do not count as completed")
-            else:
-                self._warn_once(("stopped early", *key),
-                                f"ScheduleSampler: completed trial {t.number} reported up to optimizer step "
-                                f"{c.steps[-1]} of its schedule's {c.horizon}: it stopped early (its objective "
-                                f"returned, or a Ray Tune scheduler stopped it), so its curve is fitted like a pruned "
-                                f"trial's and it does not count as completed")
+            self._warn_ended_early("ScheduleSampler", t, key, steps, c, self._step_unit,
+                                   early="it stopped early (its objective returned, or a Ray Tune scheduler "
+                                         "stopped it), so its curve is fitted like a pruned trial's and it does "
+                                         "not count as completed",
+                                   unit="until then such trials are fitted like pruned ones and do not count as "
+                                        "completed")
             role = "partial"
         if c is not None:
             keep = c.steps >= self._min_progress * c.horizon
