@@ -261,7 +261,7 @@ def _parse_json(name: str, text: str, columns: dict[str, str] | None, needed: tu
             held[slot] = v
     if not at:
         raise ValueError(f"{name}: the log_history has no entry with both {step_key!r} and {loss_key!r}")
-    last = max(s for s, v in at.items() if v[1] is not None) if any(v[1] is not None for v in at.values()) else 0
+    last = max((s for s, v in at.items() if v[1] is not None), default=0)
     for s in [s for s in at if s > last]:  # the LR logged at the last step is that of an update never run
         del at[s]
     if "lr" in needed and sum(v[0] is not None for s, v in at.items() if s >= 1) < max(at):

@@ -148,7 +148,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _write_whole(path: str, write: Any) -> None:
     """``write(f)`` into a temporary file beside ``path``, then moved onto it."""
-    if path in (os.devnull, "-") or not os.path.isfile(path) and os.path.exists(path):  # /dev/null, a pipe
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: nothing to replace
         with open(path, "w", newline="") as f:
             write(f)
         return
