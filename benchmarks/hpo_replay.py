@@ -210,22 +210,30 @@ def forecast_ranking(runs: list[Run], order: np.ndarray, fractions=FRACTIONS, n_
                            min_error=pruner._min_error, max_folds=pruner._max_folds)
     rest = [runs[i] for i in order if i not in set(first)]
     truth = [r.final for r in rest]
+
+    def raw_at(r: Run, f: float) -> tuple[np.ndarray, float]:
+        cut = r.steps <= f * r.horizon
+        if not cut.any():
+            cut[0] = True
+        return cut, float(r.loss[cut][-1])
+
     out = {}
     for f in fractions:
+        # a run that cannot be forecast yet is ranked by its raw loss scaled to a final loss by
+        # the fitted runs' mean ratio of final to raw loss at this fraction (a raw loss mixed
+        # unscaled with forecasts of final losses would rank it far above every forecast run)
+        to_final = float(np.mean([r.final / raw_at(r, f)[1] for r in fit]))
         pred, raw, fallback = [], [], 0
         for r in rest:
-            cut = r.steps <= f * r.horizon
-            if not cut.any():
-                cut[0] = True
+            cut, raw_v = raw_at(r, f)
             lr = np.asarray(schedule_lr(r.spec))
-            raw_v = float(r.loss[cut][-1])
             fc = None
             ok = np.isfinite(r.loss[cut]) & (r.loss[cut] > 0)
             if ok.all():
                 fc = model.forecast(lr, r.steps[cut], r.loss[cut])
             if fc is None or not math.isfinite(fc.final):
                 fallback += 1
-                pred.append(raw_v)
+                pred.append(raw_v * to_final)
             else:
                 pred.append(fc.final)
             raw.append(raw_v)
@@ -873,7 +881,8 @@ def render(data: dict) -> str:
                   f"`min_error={_P._min_error:g}`, `max_folds={_P._max_folds}`: the pruner's defaults) is fitted on them; every other run of that horizon is "
                   "forecast from its curve up to 10/25/50 % of its horizon. Where it cannot be forecast yet "
                   "(its last 3 points must lie after `burn_in` = 10 % of the horizon, so at 10 % it never can) "
-                  "its raw loss is used instead (counted in *fallback*). Baseline: the raw loss at the same step "
+                  "its raw loss times the fitted runs' mean ratio of final to raw loss at that fraction is used instead "
+                  "(counted in *fallback*; on the scale of a final loss, so it ranks among the forecasts). Baseline: the raw loss at the same step "
                   "(what ASHA / successive halving rank by). Spearman correlation with the true final losses, mean "
                   "over studies.", "",
                   table(sp_rows, ["grid", "at", "studies", "lrtune forecast", "raw loss", "difference",

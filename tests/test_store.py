@@ -514,3 +514,26 @@ def test_the_cli_refuses_to_store_into_an_sqlite_database_in_memory(tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.runs.json", "s.db"]
     (back,) = read_curves(str(out))
     assert back.steps[-1] == 200
+
+
+def test_runs_export_to_a_pipe_writes_the_csv_and_no_schedules_file_beside_it(tmp_path, capsys):
+    import threading
+
+    curves = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "data",
+                          "generated", "curves")
+    db = str(tmp_path / "s.db")
+    assert main(["runs", "import", os.path.join(curves, "cosine_h200_p0.001.csv"), "--db", db]) == 0
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()))
+    reader.start()
+    capsys.readouterr()
+    assert main(["runs", "export", "cosine_h200_p0.001", "--db", db, "-o", str(pipe)]) == 0
+    reader.join(10)
+    assert "not a file: their schedules and meta are not written" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.csv", "s.db"]  # no pipe.runs.json
+    out = tmp_path / "back.csv"
+    out.write_text(got[0])
+    (back,) = read_curves(str(out))
+    assert back.steps[-1] == 200 and back.name == "cosine_h200_p0.001"

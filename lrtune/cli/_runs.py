@@ -138,8 +138,12 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     # the schedules and meta beside the CSV, read back by 'runs import'; each file written whole
     # or not at all (a full disk or a kill mid-write left a shorter CSV that imported as a shorter run)
-    side = _sidecar(args.output)
     _write_whole(args.output, lambda f: write_curve_csv(curves, f))
+    if os.path.exists(args.output) and not os.path.isfile(args.output):  # /dev/null, a pipe: no folder beside it
+        print(f"wrote {len(curves)} run(s) to {args.output} (not a file: their schedules and meta are not "
+              f"written; export to a file to keep them)", file=sys.stderr)
+        return 0
+    side = _sidecar(args.output)
     _write_whole(side, lambda f: json.dump({c.name: {"schedule": specs.get(c.name), "meta": c.meta}
                                             for c in curves}, f, indent=1))
     print(f"wrote {len(curves)} run(s) to {args.output} (schedules and meta: {side})", file=sys.stderr)
