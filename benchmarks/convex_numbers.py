@@ -1,4 +1,4 @@
-"""Reproduce the convex-bound numbers of theory.md section 3 (Schaipp et al., ICML 2025).
+"""Reproduce the published convex-bound numbers (Schaipp et al., ICML 2025).
 
 Run as ``python benchmarks/convex_numbers.py``; prints the tables and writes them to
 ``benchmarks/results/convex_numbers.md``.  Every published number is printed beside the
@@ -209,7 +209,7 @@ def timing_section() -> str:
 
 def main() -> int:
     parts = [fits_section(), cooldown_section(), wssd_section(), real_section(), timing_section()]
-    text = f"Command: `{COMMAND}`\n\n# Convex-bound numbers (theory.md section 3)\n\n" + "\n".join(parts)
+    text = f"Command: `{COMMAND}`\n\n# Convex-bound numbers (Schaipp et al., ICML 2025)\n\n" + "\n".join(parts)
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "convex_numbers.md"), "w") as f:

@@ -32,7 +32,7 @@ from lrtune.laws import LAWS, make_law, multipower
 COMMAND = "python benchmarks/mpl_split.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: published numbers: PredE %, WorstE %, R^2 of the multi-power law (Luo et al.) and the
-#: PredE % the momentum law is expected to reach on this split (theory.md)
+#: PredE % the momentum law is expected to reach on this split (lrtune's target)
 PUBLISHED = {
     "multipower": {"25M": (0.110, 0.41, 0.9988), "100M": (0.142, 0.58, 0.9983), "400M": (0.168, 0.995, 0.9978)},
     "momentum": {"25M": (0.16, None, None), "100M": (0.17, None, None), "400M": (0.25, None, None)},
@@ -124,7 +124,7 @@ def main() -> int:
     emit("Fit on cosine_24000, constant_24000, wsdcon_9; predict constant_72000, cosine_72000, "
          "wsd_20000_24000, wsdld_20000_24000, wsdcon_3, wsdcon_18. PredE / WorstE in %, "
          "pooled over all held-out points; published: Luo et al. (multi-power law) and the "
-         "targets of theory.md (momentum law).")
+         "lrtune's targets (momentum law).")
     emit()
     results = {(name, m): evaluate(name, m) for name in LAWS for m in MPL_MODELS}
     rows = []

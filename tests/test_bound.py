@@ -39,7 +39,7 @@ def gamma_star(family, T, c=0.2, shape="linear"):
     return optimal_base_lr(convex_schedule(family, T, c, shape))
 
 
-# -- published numbers (theory.md section 3) -------------------------------------------------
+# -- published numbers (Schaipp et al., ICML 2025) -------------------------------------------------
 
 def test_gamma_star_power_laws_match_published_fits():
     Ts = np.arange(200, 501, 10)

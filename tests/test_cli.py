@@ -153,6 +153,20 @@ def test_console_script_error_has_no_traceback(files):
     assert proc.stderr.startswith("lrtune: error:") and "Traceback" not in proc.stderr
 
 
+def test_python_dash_m_lrtune_is_the_lrtune_command(files):
+    proc = subprocess.run([sys.executable, "-m", "lrtune", "fit", str(files["dir"] / "missing.csv")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("lrtune: error:") and "missing.csv" in proc.stderr
+
+
+def test_the_ray_integration_without_ray_names_the_extra_to_install():
+    code = "import sys; sys.modules['ray'] = None; import lrtune.integrations.ray"  # as if Ray were not installed
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "lrtune.integrations.ray needs Ray Tune: pip install 'lrtune[ray]'" in proc.stderr.splitlines()[-1]
+
+
 def _error(capsys, argv):
     """Run a command that must fail: its exit status and its one stderr line."""
     capsys.readouterr()

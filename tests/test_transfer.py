@@ -61,7 +61,7 @@ def grid_main():
 
 
 def test_sweep_optimum_reproduces_the_published_50k_values(grid50k):
-    # theory.md: best gamma 7.4e-4 (c = 0.1) ... 1.42e-3 (c = 0.8) on the 124M grid at 50k
+    # Schaipp et al. (ICML 2025): best gamma 7.4e-4 (c = 0.1) ... 1.42e-3 (c = 0.8) on the 124M grid at 50k
     published = {0.1: 7.4e-4, 0.2: 8.5e-4, 0.4: 1.07e-3, 0.6: 1.23e-3, 0.8: 1.42e-3, 0.9: 1.56e-3}
     for c, want in published.items():
         s = grid50k[(c, 50000)]
@@ -155,7 +155,7 @@ def test_bad_sweeps_are_refused_with_clear_errors():
 
 
 def test_wssd_rho_matches_the_published_grid_points():
-    # theory.md: rho = 0.625 (1.5x), 0.525 (2x), 0.425 (3x), 0.375 (4x) on a grid of step 0.025
+    # Schaipp et al. (ICML 2025): rho = 0.625 (1.5x), 0.525 (2x), 0.425 (3x), 0.375 (4x) on a grid of step 0.025
     for k, rho in ((1.5, 0.625), (2, 0.525), (3, 0.425), (4, 0.375)):
         plans = {p.name: p for p in extend_horizon("wsd:steps=4000,peak=1,cooldown=0.2", int(4000 * k))}
         assert abs(plans["wssd"].parameter - rho) <= 0.0125, k

@@ -3,7 +3,7 @@
 ``mpl``: the curves of Luo et al. (ICLR 2025, MIT licence, see ``mpl/LICENSE``): models of
 25M, 100M and 400M parameters trained under 9 schedules at peak LR 3e-4.  The source logs
 the loss at step ``s`` after using ``lrs[0..s]``; it is loaded here at lrtune step
-``s + 1`` (theory.md's convention) with ``lr = lrs``.
+``s + 1`` (lrtune's step convention, docs/schedules.md) with ``lr = lrs``.
 
 >>> from lrtune.datasets import load_mpl, mpl_split
 >>> train, test = mpl_split("25M")
@@ -102,7 +102,7 @@ def load_mpl(model: str = "25M", schedules: tuple[str, ...] | list[str] | None =
 
 
 def mpl_split(model: str = "25M") -> tuple[list[Curve], list[Curve]]:
-    """The published train/test split of the multi-power-law paper (theory.md).
+    """The published train/test split of the multi-power-law paper (Luo et al., ICLR 2025).
 
     Train: cosine_24000, constant_24000, wsdcon_9; test: constant_72000, cosine_72000,
     wsd_20000_24000, wsdld_20000_24000, wsdcon_3, wsdcon_18.  24000-step curves end at

@@ -2,7 +2,7 @@
 
 A schedule is a frozen dataclass whose fields are exactly the keys of its text spec;
 :meth:`Schedule.lr` returns the per-step learning rates as a numpy array of length
-``steps`` where ``lr[i]`` is used by optimizer update ``i + 1`` (theory.md convention).
+``steps`` where ``lr[i]`` is used by optimizer update ``i + 1`` (the step convention of docs/schedules.md).
 Every family is a join of the pieces in :mod:`lrtune.schedules._pieces`.
 
 Keys shared by every family: ``steps`` (horizon, number of optimizer updates),

@@ -1,7 +1,7 @@
 """Array pieces that schedules are joined from.
 
 Every piece is a pure function of the local index inside the piece and returns a
-float64 array.  Decays follow the convention of theory.md: a decay of length ``n``
+float64 array.  Decays follow the step convention of docs/schedules.md: a decay of length ``n``
 starts at its top value at local index 0 and stops one step short of its floor
 (the point ``u = 1`` belongs to a step that is never taken).
 """
