@@ -7,13 +7,11 @@ schedule in its config, cannot beat the best trial.  The Optuna sampler
 """
 
 try:
-    import ray.tune  # noqa: F401
+    from lrtune.integrations.ray._scheduler import ScheduleAwareScheduler
 except ModuleNotFoundError as e:  # only a missing Ray itself: a broken install keeps its own error
     if e.name is None or e.name.split(".")[0] != "ray":
         raise
     raise ModuleNotFoundError("lrtune.integrations.ray needs Ray Tune: pip install 'lrtune[ray]'",
                               name=e.name) from e
-
-from lrtune.integrations.ray._scheduler import ScheduleAwareScheduler  # noqa: E402
 
 __all__ = ["ScheduleAwareScheduler"]
