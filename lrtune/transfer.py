@@ -184,7 +184,8 @@ class PeakLRSweep:
     factor ``extrapolation`` outside the swept LRs (``at_edge_`` then says on which side).
     Runs at a larger peak LR than the best run whose final loss exceeds by more than
     ``diverged`` (relative) the worst loss of the runs at the best LR or below are left out as
-    diverged (``dropped_``); runs at smaller peak LRs are slow, not diverged, and are kept.
+    diverged (``dropped_``, their names ``dropped_runs_``); runs at smaller peak LRs are slow, not
+    diverged, and are kept.
 
     Example::
 
@@ -288,6 +289,8 @@ class PeakLRSweep:
             slow = (gamma <= g_best) & ~bad
             keep = ~bad & (slow | (loss <= (1 + self.diverged) * np.max(loss[slow])))
         self.dropped_ = sorted(float(g) for g in gamma[~keep])
+        # their names, in the order of their peak LRs
+        self.dropped_runs_ = [self.run_names_[i] for i in sorted(np.flatnonzero(~keep), key=lambda i: gamma[i])]
         gamma, loss = gamma[keep], loss[keep]
         distinct = np.unique(gamma)
         if distinct.size < 3:
@@ -383,7 +386,7 @@ class PeakLRSweep:
             "lower": self.lower_, "upper": self.upper_, "level": self.level,
             "best_loss": self.best_loss_, "at_edge": self.at_edge_,
             "peak_lrs": self.peak_lrs_.tolist(), "final_losses": self.final_losses_.tolist(),
-            "dropped": self.dropped_, "runs": list(self.run_names_),
+            "dropped": self.dropped_, "dropped_runs": list(self.dropped_runs_), "runs": list(self.run_names_),
         }
 
     def __repr__(self) -> str:

@@ -76,6 +76,7 @@ def test_sweep_from_curves_reads_the_last_common_step_and_drops_diverged_runs():
     s = PeakLRSweep().fit(cs)
     assert s.final_step_ == min(int(c.steps[-1]) for c in cs)
     assert 5e-3 in s.dropped_  # the 5e-3 run diverged (val loss 7.6)
+    assert [c.peak_lr for c in cs if c.name in s.dropped_runs_] == pytest.approx(s.dropped_)  # named, same order
     assert s.peak_lrs_.max() < 5e-3
     # the fitted curve passes near each run's loss at that step (seed noise is ~1e-3)
     assert np.max(np.abs(s.predict_loss(s.peak_lrs_) - s.final_losses_)) < 0.02
@@ -395,9 +396,10 @@ def test_cli_transfer_drops_a_sweep_run_that_diverged_into_nan(tmp_path, capsys)
                  "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["sweeps"][0]["dropped"] == [pytest.approx(2 * top.peak_lr)]
+    assert out["sweeps"][0]["dropped_runs"] == ["diverged"]  # named by its file
     assert out["peak_lr"] == pytest.approx(clean["peak_lr"], rel=1e-9)
     assert main(["transfer", "--sweep", *paths, str(path), "--to", "wsd:steps=15000,warmup=301,cooldown=0.6"]) == 0
-    assert "dropped as diverged: peak LR 0.004" in capsys.readouterr().out
+    assert "dropped as diverged: diverged (peak LR 0.004)" in capsys.readouterr().out
     # a log that stops at the NaN (training aborted): its LR column ends there too
     stopped = tmp_path / "stopped.csv"
     stopped.write_text("".join(line for line in path.read_text().splitlines(keepends=True)

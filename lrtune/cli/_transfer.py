@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'sweep':>5} {'steps':>7} {'runs':>4} {'optimum':>9} {'lower':>9} {'upper':>9}  ({pct} interval)")
     for i, s in enumerate(sweeps, 1):
         edge = f"  optimum {s.at_edge_} the swept LRs" if s.at_edge_ else ""
-        dropped = f"  dropped as diverged: peak LR {', '.join(f'{g:g}' for g in s.dropped_)}" if s.dropped_ else ""
+        dropped = (f"  dropped as diverged: {', '.join(_named_drops(s))}" if s.dropped_ else "")
         if s.final_step_ < 0.95 * s.horizon_:
             dropped += f"  final losses read at step {s.final_step_}"
         print(f"{i:>5} {s.horizon_:>7} {s.peak_lrs_.size:>4} {s.peak_lr_:>9.3g} {s.lower_:>9.3g} "
@@ -91,3 +91,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"theory only: {result.theory_peak_lr:.3g}   no transfer (nearest sweep's optimum): "
               f"{result.no_transfer_peak_lr:.3g}")
     return 0
+
+
+def _named_drops(sweep: PeakLRSweep) -> list[str]:
+    """``NAME (peak LR G)`` for each run the sweep dropped as diverged."""
+    return [f"{name} (peak LR {g:g})" for name, g in zip(sweep.dropped_runs_, sweep.dropped_)]
