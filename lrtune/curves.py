@@ -91,9 +91,15 @@ def check_loss(loss: Any, *, name: str = "loss") -> np.ndarray:
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         i = int(np.argmax(bad))
+        where = f"{name.rsplit(': ', 1)[-1]}[{i}] is {arr[i]}"
+        if np.isnan(arr[i]) and not bad[i + 1:].all():  # finite losses follow: a gap in the log
+            raise DivergedRunError(
+                f"{name} must be finite and > 0: {where}, with finite losses after it. A missing value is no "
+                f"loss: leave those points out of steps and loss (keep = np.isfinite(loss)), as read_curves does "
+                f"with a file")
         raise DivergedRunError(
             f"{name} must be finite and > 0 (a NaN, infinite or non-positive loss means a diverged "
-            f"run or a broken log): {name.rsplit(': ', 1)[-1]}[{i}] is {arr[i]}"
+            f"run or a broken log): {where}"
         )
     return arr
 
@@ -523,6 +529,11 @@ def write_curve_csv(curves: Sequence[Curve] | Curve, path: str | os.PathLike | i
     """Write curves in the CSV format (every step with its LR; loss where observed)."""
     if isinstance(curves, Curve):
         curves = [curves]
+    curves = list(curves)
+    if not all(isinstance(c, Curve) for c in curves):
+        raise ValueError(f"write_curve_csv(curves, path) takes lrtune.curves.Curve objects first, got "
+                         f"{type(curves[0] if curves and not isinstance(curves[0], Curve) else curves).__name__}"
+                         + (": the arguments are swapped?" if isinstance(path, (list, tuple, Curve)) else ""))
     names = [c.name for c in curves]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:  # one file, one name per run: read back, their rows would merge into one run

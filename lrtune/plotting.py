@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from lrtune.curves import Curve
 from lrtune.laws import Law
+from lrtune.laws._base import as_lr_array
+from lrtune.schedules import Schedule
 
 
 def _pyplot():
@@ -21,14 +23,32 @@ def _pyplot():
     return plt
 
 
+def _sized(law: Law, curve: Curve | None) -> float | None:
+    """The curve's model size, for a law fitted with the model-size term."""
+    return curve.meta.get("model_size") if curve is not None and getattr(law, "model_size", False) else None
+
+
+def _schedule_item(s: Any) -> tuple[str, np.ndarray, None, float]:
+    """(label, LR array, None, factor) of one ``schedules`` entry: a spec, a schedule, or a
+    (label, LR array / spec / schedule[, factor]) tuple."""
+    if isinstance(s, str):
+        return s, np.asarray(as_lr_array(s), float), None, 1.0
+    if isinstance(s, Schedule):
+        return s.spec(), s.lr(), None, 1.0
+    if isinstance(s, (tuple, list)) and len(s) in (2, 3) and isinstance(s[0], str):
+        return s[0], np.asarray(as_lr_array(s[1]), float), None, float(s[2]) if len(s) > 2 else 1.0
+    raise ValueError(f"schedules: each entry is a spec, a schedule or a (label, LR array or spec[, factor]) tuple, "
+                     f"got {type(s).__name__}")
+
+
 def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
                      schedules: Sequence[tuple[str, np.ndarray]] = (), level: float = 0.9,
                      title: str | None = None, n_points: int = 200) -> str:
     """Write a PNG: top, observed curves (dots) and the law's prediction with its band
     for every curve and extra schedule; bottom, their LR schedules.
 
-    ``schedules`` are (label, lr array) pairs predicted without observations, or (label,
-    lr array, factor) triples whose prediction and band are multiplied by ``factor`` (a
+    ``schedules`` are specs, schedule objects or (label, lr array / spec / schedule) pairs
+    predicted without observations, or (label, lr array, factor) triples whose prediction and band are multiplied by ``factor`` (a
     correction of the law's own, like suggest's residual correction).  A ``path``
     without an extension gets ``.png``; the path written is returned.  Steps where the law
     has no finite value (step 1 of a warmup from LR 0) are not drawn.
@@ -40,8 +60,9 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
     plt = _pyplot()
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(9, 7), sharex=True,
                                     gridspec_kw={"height_ratios": [3, 1]})
+    curves = [curves] if isinstance(curves, Curve) else list(curves)
     items = [(c.name, c.lr, c, 1.0) for c in curves]
-    items += [(s[0], np.asarray(s[1], float), None, float(s[2]) if len(s) > 2 else 1.0) for s in schedules]
+    items += [_schedule_item(s) for s in ([schedules] if isinstance(schedules, (str, Schedule)) else schedules)]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     lo_y, hi_y = np.inf, -np.inf
     styles = ("-", "--", "-.", ":")  # predictions that coincide (a WSD before its cooldown) stay apart
@@ -52,7 +73,7 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
         steps = np.unique(np.linspace(first, lr.size, n_points).round().astype(np.int64))
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # no LR yet at step 1: no loss
             pred = law.predict_interval(lr, steps, level=level,
-                                        model_size=None if curve is None else curve.meta.get("model_size"))
+                                        model_size=_sized(law, curve))
         pred = dataclasses.replace(pred, loss=pred.loss * factor, lower=pred.lower * factor,
                                    upper=pred.upper * factor) if factor != 1.0 else pred
         ax.plot(steps, pred.loss, color=color, linestyle=style, label=f"{label} (predicted)")

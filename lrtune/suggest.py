@@ -132,6 +132,8 @@ def candidate_shapes(steps: int, *, families: Sequence[str] = FAMILIES,
     fraction and cooldown shape."""
     if isinstance(steps, bool) or not (isinstance(steps, numbers.Integral) and steps >= 2):
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+    families = [families] if isinstance(families, str) else families  # "wsd" is one family, not three letters
+    shapes = [shapes] if isinstance(shapes, str) else shapes
     families, shapes = list(dict.fromkeys(families)), list(dict.fromkeys(shapes))  # each once
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:

@@ -586,7 +586,7 @@ class PeakLRTransfer:
         nearest = int(np.argmin(dist + 1e-9 * np.arange(n)))
         spec = None
         if isinstance(tgt, Schedule) and tgt.steps == horizon:  # else no spec of this family has that horizon
-            spec = tgt.with_peak(float(f"{math.exp(mean[0]):.4g}")).spec()
+            spec = tgt.with_peak(float(math.exp(mean[0]))).spec()  # exactly peak_lr, as parse_schedule reads it back
         return TransferResult(
             peak_lr=float(math.exp(mean[0])), lower=float(math.exp(lo)), upper=float(math.exp(hi)),
             level=self.level, theory_peak_lr=float(math.exp(theory[0])), data_peak_lr=float(math.exp(data[0])),

@@ -72,7 +72,8 @@ def far_peaks_message(law: Any, peaks: np.ndarray) -> str | None:
         return None
     peaks = np.asarray(peaks, dtype=float)
     factor = 1.05 if getattr(law, "name", "") == "multipower" else 2.0
-    lo, hi = min(fitted) / factor, max(fitted) * factor
+    # a relative 1e-6 at the edges: LRs logged in float32 (3.0000001e-4) put half a peak just outside
+    lo, hi = min(fitted) / factor * (1 - 1e-6), max(fitted) * factor * (1 + 1e-6)
     far = peaks[(peaks < lo) | (peaks > hi)]
     if not far.size:
         return None
@@ -138,6 +139,24 @@ def _fit_stats(pred: np.ndarray, loss: np.ndarray) -> tuple[float, float]:
     return r2, float(np.mean(np.abs(pred - loss) / loss))
 
 
+def as_lr_array(lr: Any) -> Any:
+    """The LR array of a schedule object or a spec string, one row each for a list of them;
+    anything else unchanged (an array is checked by :func:`check_lr_batch`)."""
+    from lrtune.schedules import Schedule, parse_schedule  # here: the schedules do not need the laws
+
+    if isinstance(lr, str):
+        return parse_schedule(lr).lr()
+    if isinstance(lr, Schedule):
+        return lr.lr()
+    if isinstance(lr, (list, tuple)) and lr and all(isinstance(x, (str, Schedule)) for x in lr):
+        rows = [as_lr_array(x) for x in lr]
+        if len({r.size for r in rows}) > 1:
+            raise ValueError(f"the schedules have different numbers of steps ({', '.join(str(r.size) for r in rows)}): "
+                             f"one prediction per row needs one horizon; predict them one at a time")
+        return np.stack(rows)
+    return lr
+
+
 def check_lr_batch(lr: Any, *, name: str = "lr") -> np.ndarray:
     """A validated float64 LR array: one schedule (1-d) or one per row (2-d, n x T);
     non-empty, finite and >= 0."""
@@ -167,7 +186,7 @@ def _rms(x: np.ndarray) -> float:
 
 #: fitted attributes stored by ``to_dict`` (without the trailing underscore)
 _STATE = ("r2_", "mean_rel_error_", "residual_scale_", "n_points_", "fitted_on_", "extrapolation_scale_",
-          "fit_horizon_", "fit_peak_lrs_", "band_growth_")
+          "fit_horizon_", "fit_peak_lrs_", "band_growth_", "final_rel_errors_")
 
 
 _NON_NEGATIVE = frozenset({"A", "B", "C", "alpha", "beta", "gamma"})
@@ -188,6 +207,9 @@ def _check_state(name: str, law: "Law") -> None:
     p = law.fit_peak_lrs_
     if p is not None and not (isinstance(p, list) and all(real(v) and v > 0 for v in p)):
         raise ValueError(f"fit of law {name!r}: fit_peak_lrs must be a list of LRs > 0, got {p!r}")
+    f = law.final_rel_errors_
+    if f is not None and not (isinstance(f, dict) and all(isinstance(k, str) and real(v) for k, v in f.items())):
+        raise ValueError(f"fit of law {name!r}: final_rel_errors must be an object of numbers, got {f!r}")
     for key in ("residual_scale_", "extrapolation_scale_"):
         v = getattr(law, key, None)
         if v is not None and not (real(v) and v >= 0):
@@ -283,6 +305,15 @@ class Law(abc.ABC):
 
     def _fit_warnings(self, curves: list[Curve], band: bool = True) -> list[str]:
         out = []
+        seen: dict[tuple, str] = {}
+        for c in curves:
+            key = (c.steps.tobytes(), c.loss.tobytes(), c.lr.tobytes())
+            if key in seen:
+                out.append(f"curves {seen[key]!r} and {c.name!r} are the same run (identical steps, losses and LRs): "
+                           f"a run given twice counts twice, and the band, measured by leaving curves out, is too "
+                           f"narrow; give each run once")
+                break
+            seen[key] = c.name
         if band and len(curves) <= 2:  # (without a band there is nothing to say about one)
             how = ("1 curve: its band has no curve to leave out (its extrapolation term is twice the fit's residuals)"
                    if len(curves) == 1 else "2 curves: its band's extrapolation term rests on two refits on one curve "
@@ -346,7 +377,7 @@ class Law(abc.ABC):
             raise NotFittedError(f"this {type(self).__name__} is not fitted: call fit(curves) or load a fit first")
 
     def _validate(self, lr: Any, steps: Any) -> tuple[np.ndarray, np.ndarray]:
-        lr = check_lr_batch(lr)
+        lr = check_lr_batch(as_lr_array(lr))
         T = lr.shape[-1]
         steps = check_steps(np.asarray([T]) if steps is None else steps, last=T)
         return lr, steps
@@ -355,11 +386,19 @@ class Law(abc.ABC):
         """Predicted loss at ``steps`` (default: the last step) under the LR array ``lr``.
 
         ``lr`` is one schedule (1-d, result of shape ``(len(steps),)``) or one candidate
-        per row (2-d, result ``(n_candidates, len(steps))``).
+        per row (2-d, result ``(n_candidates, len(steps))``); a schedule object or a spec
+        string stands for its LR array (a list of them for one row each).  ``model_size``
+        is for a law fitted with the model-size term.
         """
         self._check_fitted()
+        self._check_model_size(model_size)
         lr, steps = self._validate(lr, steps)
         return self._predict_valid(lr, steps, model_size)
+
+    def _check_model_size(self, model_size: float | None) -> None:
+        if model_size is not None and not getattr(self, "model_size", False):
+            raise ValueError(f"model_size is for a law fitted across model sizes (model_size=True); this "
+                             f"{self.name} fit has no model-size term, so model_size would change nothing")
 
     def _predict_valid(self, lr: np.ndarray, steps: np.ndarray, model_size: float | None) -> np.ndarray:
         if lr.ndim == 1 or self.supports_batch:
@@ -380,6 +419,7 @@ class Law(abc.ABC):
         if isinstance(level, bool) or not (isinstance(level, numbers.Real) and 0 < level < 1):
             raise ValueError(f"level must be in (0, 1), got {show_value(level)}")
         self._check_fitted()
+        self._check_model_size(model_size)
         lr, steps = self._validate(lr, steps)
         if warn and not getattr(self, "_quiet", False):
             message = far_peaks_message(self, np.max(lr, axis=-1).reshape(-1))
@@ -425,6 +465,11 @@ class Law(abc.ABC):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Law":
+        """A fitted law from :meth:`to_dict`'s output; on ``Law`` itself, the law the dict names."""
+        if getattr(cls, "name", None) is None:  # Law itself: the law named in the data
+            from lrtune.laws import load_law
+
+            return load_law(data)
         if data.get("law") != cls.name:
             raise ValueError(f"this is a fit of law {data.get('law')!r}, not {cls.name!r}")
         config, params = data.get("config") or {}, data.get("params", {})
