@@ -259,8 +259,10 @@ def step_unit_hint(reported: Sequence[float], step_unit: float, horizon: int) ->
     r = np.asarray(reported, dtype=float)
     if step_unit != 1 or r.size < 3 or r[0] not in (0.0, 1.0) or not np.all(np.diff(r) == 1.0):
         return ""
-    return (f"; its steps run {r[0]:g}..{r[-1]:g}, one per report: if they count evaluations, pass step_unit = the "
-            f"optimizer steps between two reports (about {horizon / (r[-1] + 1 - r[0]):.0f} here)")
+    first = " counted from 1 (epoch + 1)" if r[0] == 0 else ""
+    return (f"; its steps run {r[0]:g}..{r[-1]:g}, one per report: if they count evaluations, report them{first} "
+            f"and pass step_unit = the optimizer steps between two reports (about {horizon / (r[-1] + 1 - r[0]):.0f} "
+            f"here)")
 
 
 @dataclasses.dataclass(frozen=True)

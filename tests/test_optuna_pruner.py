@@ -210,6 +210,39 @@ def test_steps_reported_as_evaluation_indices_with_step_unit_decide_like_optimiz
     assert last.last_step * 200 == steps_opt
 
 
+def test_evaluations_counted_from_zero_with_step_unit_are_warned_about_once(caplog):
+    """An epoch number (from 0) as the step, as PyTorchLightningPruningCallback reports: every
+    loss would sit one evaluation early."""
+    runs = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002")]
+
+    def by_epoch(trial, i):
+        trial.set_user_attr(SCHEDULE_ATTR, spec_of(CURVES[i].meta))
+        for s, v in zip(CURVES[i].steps.tolist(), CURVES[i].loss.tolist()):
+            trial.report(v, s // 200 - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(CURVES[i].loss[-1])
+
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner(step_unit=200))
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        for i in runs:
+            study.optimize(lambda t, i=i: by_epoch(t, i), n_trials=1)
+    said = [r.getMessage() for r in caplog.records if "reports step 0 with step_unit=200" in r.getMessage()]
+    assert len(said) == 1 and "Report the evaluation counted from 1 (epoch + 1)" in said[0]
+    caplog.clear()
+    study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner(step_unit=200))
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):  # counted from 1: nothing to say
+        study.optimize(lambda t: _by_index_from_one(t, runs[0]), n_trials=1)
+    assert not [r for r in caplog.records if "reports step 0" in r.getMessage()]
+
+
+def _by_index_from_one(trial, i):
+    trial.set_user_attr(SCHEDULE_ATTR, spec_of(CURVES[i].meta))
+    for s, v in zip(CURVES[i].steps.tolist(), CURVES[i].loss.tolist()):
+        trial.report(v, s // 200)
+    return float(CURVES[i].loss[-1])
+
+
 def test_no_model_pruning_before_startup_warmup_or_min_progress():
     c = CURVES[_index("wsd", "0.1", "0.0005")]
     others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002")]

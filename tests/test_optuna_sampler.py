@@ -141,6 +141,20 @@ def test_space_suggests_records_and_rebuilds_the_same_schedule():
         study.tell(t, 1.0)
 
 
+def test_space_takes_transformers_cosine_with_warmup_as_its_docs_map_it():
+    """get_cosine_schedule_with_warmup(W=16, T=320) is wsd:warmup=17,cooldown=(T-W)/T: the
+    cooldown starts at the last warmup step, as WSD allows."""
+    space = ScheduleSpace(steps=320, peak_lr=(1e-4, 1e-3), families=("wsd",), cooldown=304 / 320, warmup=17,
+                          shapes=("cosine",))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    s = suggest_schedule(study.ask(), space)
+    w, t = 16, 320
+    hf = [step / w if step < w else 0.5 * (1 + math.cos(math.pi * (step - w) / (t - w))) for step in range(t)]
+    assert np.allclose(s.lr() / s.peak_lr, hf, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="does not fit after a warmup of 17 steps"):
+        ScheduleSpace(steps=320, peak_lr=(1e-4, 1e-3), families=("wsd",), cooldown=305 / 320, warmup=17)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": 1}, "steps must be an integer >= 2, got 1"),
     ({"peak_lr": (1e-3, 1e-4)}, "peak_lr must be > 0 with low <= high, got (0.001, 0.0001)"),

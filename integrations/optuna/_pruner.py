@@ -169,6 +169,15 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
             return False
         if is_diverging(values, self._divergence_ratio):
             return True
+        if steps[0] == 0 and self._step_unit != 1:  # evaluations counted from 0 (an epoch number)
+            self._warn_once(("step zero", *study_key(study)),
+                            f"ScheduleAwarePruner: trial {trial.number} reports step 0 with step_unit="
+                            f"{self._step_unit:g}: step k is read as k x {self._step_unit:g} optimizer steps, so "
+                            f"a report at step 0 is no point of the curve and, if the steps count evaluations "
+                            f"from 0 (an epoch number, as optuna_integration's PyTorchLightningPruningCallback "
+                            f"reports), every report is placed one evaluation early and the last one before the "
+                            f"horizon. Report the evaluation counted from 1 (epoch + 1), or the optimizer step "
+                            f"(trainer.global_step) with step_unit=1")
         if len(steps) == 1:  # read the completed trials once a trial, whatever its steps: their warnings
             self._finished_curves(study)  # (a wrong step_unit keeps every report below min_progress) are said
         if step < self._n_warmup_steps or not self._is_check_step(step, trial):

@@ -125,9 +125,10 @@ class ScheduleSpace:
         if not (isinstance(min_lr, (int, float)) and 0 <= min_lr < 1):
             raise ValueError(f"min_lr must be a fraction of the peak in [0, 1), got {min_lr!r}")
         self.min_lr = float(min_lr)
-        if "wsd" in families and round(self.cooldown[1] * steps) > steps - self.warmup[1]:
+        # WSD's rule: the cooldown may start at the last warmup step (transformers' warmup schedules map so)
+        if "wsd" in families and round(self.cooldown[1] * steps) > steps - max(self.warmup[1] - 1, 0):
             raise ValueError(f"cooldown up to {self.cooldown[1]} of {steps} steps does not fit after a warmup of "
-                             f"{self.warmup[1]} steps")
+                             f"{self.warmup[1]} steps (it may start at the last warmup step at the earliest)")
 
     def __repr__(self) -> str:
         return (f"ScheduleSpace(steps={self.steps}, peak_lr={self.peak_lr}, families={self.families}, "
