@@ -160,7 +160,32 @@ EXAMPLES = {
     "rewarm": "rewarm:steps=300,peak=0.001,warmup=20,min=0.1,at=150,rewarm=30,peak2=0.0005",
     "wsds": "wsds:steps=300,peak=0.001,warmup=20,min=0.05,cycles=3,decay=0.2,shape=cosine",
     "twostage": "twostage:steps=300,peak=0.001,warmup=20,switch=120,factor=0.3",
+    "onecycle": "onecycle:steps=300,peak=0.001,warmup=90,start=0.04,min=0.0001",
 }
+
+
+@needs_torch
+@pytest.mark.parametrize("steps, warmup, div, final_div, anneal", [
+    (10_000, 3000, 25.0, 1e4, "cos"), (1000, 250, 10.0, 100.0, "linear"), (777, 78, 100.0, 3.0, "cos"),
+])
+def test_onecycle_is_torch_onecyclelr(steps, warmup, div, final_div, anneal):
+    peak, pct = 3e-3, warmup / steps  # pct_start = warmup / steps
+    torch_lr = lr_from_torch(lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=peak, total_steps=steps, pct_start=pct, div_factor=div, final_div_factor=final_div,
+        anneal_strategy=anneal), steps, base_lr=peak)
+    s = parse_schedule(f"onecycle:steps={steps},peak={peak},warmup={warmup},start={1 / div!r},"
+                       f"min={1 / (div * final_div)!r},shape={'cosine' if anneal == 'cos' else 'linear'}")
+    assert np.max(np.abs(s.lr() - torch_lr)) <= 1e-12 * peak
+    assert s.lr()[-1] == pytest.approx(peak / (div * final_div), rel=1e-9) and s.lr()[s.warmup - 1] == peak
+    if (div, final_div, anneal) == (25.0, 1e4, "cos"):  # torch's defaults are the spec's
+        assert parse_schedule(f"onecycle:steps={steps},peak={peak},warmup={warmup}") == s
+
+
+def test_onecycle_needs_a_warmup_of_two_updates_or_more():
+    with pytest.raises(ValueError, match=r"onecycle: warmup must be an integer in \[2, steps - 1 = 99\]"):
+        parse_schedule("onecycle:steps=100,peak=1e-3")
+    with pytest.raises(ValueError, match="onecycle: shape must be cosine or linear"):
+        parse_schedule("onecycle:steps=100,peak=1e-3,warmup=30,shape=1-sqrt")
 
 
 def test_examples_cover_every_family():
@@ -595,7 +620,7 @@ def test_spec_round_trip_length_and_peak(family):
     assert lr[s.warmup - 1] == pytest.approx(s.peak, rel=1e-15)  # the last warmup step is at peak
 
 
-@pytest.mark.parametrize("family", sorted(EXAMPLES))
+@pytest.mark.parametrize("family", sorted(set(EXAMPLES) - {"onecycle"}))  # one-cycle anneals its warmup
 def test_warmup_is_linear_from_start_times_peak(family):
     s = parse_schedule(EXAMPLES[family])
     lr = s.lr()

@@ -360,6 +360,44 @@ class TwoStage(Schedule):
         return P.join([P.constant(self.switch - self.warmup, self.peak), P.constant(self.steps - self.switch, self.factor * self.peak)])
 
 
+@dataclasses.dataclass(frozen=True)
+class OneCycle(Schedule):
+    """One cycle (torch's ``OneCycleLR``): from ``start * peak`` up to ``peak`` over the
+    first ``warmup`` updates, then down to ``min * peak`` at the last update, both phases
+    annealed with ``shape`` (``cosine`` or ``linear``).
+
+    With ``e = warmup - 1``: ``lr[i] = a(start * peak, peak, i / e)`` for ``i <= e`` and
+    ``lr[i] = a(peak, min * peak, (i - e) / (steps - 1 - e))`` after, where
+    ``a(x, y, u) = y + (x - y) (1 + cos(pi u)) / 2`` (cosine) or ``x + (y - x) u`` (linear).
+    ``OneCycleLR(max_lr=P, total_steps=T, pct_start=W / T, div_factor=d, final_div_factor=f,
+    anneal_strategy="cos" | "linear")`` is ``onecycle:steps=T,peak=P,warmup=W,start=1/d,
+    min=1/(d f)`` (the defaults ``start=0.04`` and ``min=4e-06`` are torch's ``d = 25``,
+    ``f = 1e4``); ``three_phase=True`` has no spec.  Unlike the other families its warmup is
+    annealed with ``shape``, not linear, and its last update runs at ``min * peak``.
+    """
+
+    family: ClassVar[str] = "onecycle"
+    start: float = 0.04
+    min: float = 4e-06
+    shape: str = "cosine"
+
+    def _validate(self) -> None:
+        _check(self.shape in ("cosine", "linear"), "onecycle", "shape", self.shape, "cosine or linear")
+        _check(2 <= self.warmup <= self.steps - 1, "onecycle", "warmup", self.warmup,
+               f"an integer in [2, steps - 1 = {self.steps - 1}] (updates up to the peak)")
+
+    def lr(self) -> np.ndarray:
+        i = np.arange(self.steps, dtype=np.float64)
+        e = float(self.warmup - 1)
+        up = i <= e
+        u = np.where(up, i / e, (i - e) / (self.steps - 1 - e))
+        x = np.where(up, self.start * self.peak, self.peak)
+        y = np.where(up, self.peak, self.min * self.peak)
+        if self.shape == "cosine":
+            return y + (x - y) / 2.0 * (np.cos(np.pi * u) + 1.0)
+        return (y - x) * u + x
+
+
 FAMILIES: dict[str, type[Schedule]] = {
-    cls.family: cls for cls in (Constant, Cosine, Linear, WSD, Step, Cyclic, Rewarm, WSDS, TwoStage)
+    cls.family: cls for cls in (Constant, Cosine, Linear, WSD, Step, Cyclic, Rewarm, WSDS, TwoStage, OneCycle)
 }
