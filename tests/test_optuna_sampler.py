@@ -393,3 +393,26 @@ def test_a_multi_objective_study_is_left_to_the_independent_sampler_with_one_war
         study.tell(t, [1.0, 2.0])
     msgs = [m for m in _warnings(caplog) if "multi-objective" in m]
     assert msgs == ["ScheduleSampler models one loss: a multi-objective study is sampled by TPESampler"]
+
+
+def test_an_objective_that_never_asks_for_the_space_is_warned_once(caplog):
+    """The Hugging Face Trainer's hp_space style: its own parameter names and a schedule
+    recorded by hand; the sampler's proposals go unused, and one warning says so."""
+    space = ScheduleSpace(steps=320, peak_lr=(1e-4, 1e-2), families=("wsd",), cooldown=(0.1, 0.9))
+
+    def own_names(trial):
+        lr = trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+        record_schedule(trial, f"wsd:steps=320,peak={lr!r},warmup=17,cooldown=0.95,shape=cosine")
+        return lr
+
+    def from_space(trial):
+        return suggest_schedule(trial, space).peak_lr
+
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.optuna"):
+        study = optuna.create_study(sampler=ScheduleSampler(space))
+        study.optimize(from_space, n_trials=2)
+        assert not [m for m in _warnings(caplog) if "asked for none of the space's parameters" in m]
+        study = optuna.create_study(sampler=ScheduleSampler(space))
+        study.optimize(own_names, n_trials=3)
+    said = [m for m in _warnings(caplog) if "asked for none of the space's parameters" in m]
+    assert len(said) == 1 and "suggest_schedule(trial, space)" in said[0] and "TPESampler" in said[0]

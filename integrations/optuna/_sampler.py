@@ -154,6 +154,17 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
     def after_trial(self, study: optuna.study.Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
         self._independent_sampler.after_trial(study, trial, state, values)
+        try:  # a schedule recorded by hand while none of the space's parameters was asked for
+            if (state in (TrialState.COMPLETE, TrialState.PRUNED) and SCHEDULE_ATTR in trial.user_attrs
+                    and not set(trial.params) & set(self._space.distributions())):
+                self._warn_once(("unused", *study_key(study)),
+                                f"ScheduleSampler: trial {trial.number} recorded its schedule but asked for none of "
+                                f"the space's parameters ({', '.join(self._space.distributions())}), so the "
+                                f"sampler's proposals went unused and its own parameters came from "
+                                f"{type(self._independent_sampler).__name__}: take the schedule with "
+                                f"suggest_schedule(trial, space)")
+        except Exception:  # a warning must never fail a trial
+            pass
 
     def infer_relative_search_space(self, study: optuna.study.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if len(study.directions) != 1:
