@@ -69,6 +69,8 @@ def test_a_fit_loads_through_the_base_class_with_its_final_errors(fitted):
     data["final_rel_errors"] = {"cosine_24000": "high"}
     with pytest.raises(ValueError, match="final_rel_errors must be an object of numbers"):
         load_law(data)
+    data["final_rel_errors"] = {"cosine_24000": None, "constant_24000": 0.001}  # to_json's null for inf
+    assert "up to +0.100 % (constant_24000)" in load_law(data).summary()
     del data["final_rel_errors"]  # a fit written before it was kept still loads
     assert load_law(json.loads(json.dumps(data))).final_rel_errors_ is None
 

@@ -208,7 +208,9 @@ def _check_state(name: str, law: "Law") -> None:
     if p is not None and not (isinstance(p, list) and all(real(v) and v > 0 for v in p)):
         raise ValueError(f"fit of law {name!r}: fit_peak_lrs must be a list of LRs > 0, got {p!r}")
     f = law.final_rel_errors_
-    if f is not None and not (isinstance(f, dict) and all(isinstance(k, str) and real(v) for k, v in f.items())):
+    # null: a point where the fit had no finite value (to_json writes a non-finite number so)
+    if f is not None and not (isinstance(f, dict) and all(isinstance(k, str) and (v is None or real(v))
+                                                           for k, v in f.items())):
         raise ValueError(f"fit of law {name!r}: final_rel_errors must be an object of numbers, got {f!r}")
     for key in ("residual_scale_", "extrapolation_scale_"):
         v = getattr(law, key, None)
@@ -533,7 +535,8 @@ class Law(abc.ABC):
         ps = ", ".join(f"{k}={v:.6g}" for k, v in self.params_.items())
         out = (f"law: {self.name}\nfitted on: {', '.join(self.fitted_on_)} ({self.n_points_} points)\n"
                f"parameters: {ps}\nR^2: {self.r2_:.5f}\nmean relative error: {100 * self.mean_rel_error_:.3f} %")
-        finals = getattr(self, "final_rel_errors_", None)  # not kept in a fit's JSON
+        finals = {k: v for k, v in (getattr(self, "final_rel_errors_", None) or {}).items()
+                  if v is not None and math.isfinite(v)}  # a fit saved before they were kept has none
         if finals:
             name, worst = max(finals.items(), key=lambda kv: abs(kv[1]))
             out += f"\nerror at the curves' last points: up to {100 * worst:+.3f} % ({name})"
