@@ -413,6 +413,8 @@ def test_an_objective_that_never_asks_for_the_space_is_warned_once(caplog):
         study.optimize(from_space, n_trials=2)
         assert not [m for m in _warnings(caplog) if "asked for none of the space's parameters" in m]
         study = optuna.create_study(sampler=ScheduleSampler(space))
+        study.optimize(own_names, n_trials=5)  # the 4 startup trials and one more: nothing proposed yet
+        assert not [m for m in _warnings(caplog) if "asked for none of the space's parameters" in m]
         study.optimize(own_names, n_trials=3)
     said = [m for m in _warnings(caplog) if "asked for none of the space's parameters" in m]
     assert len(said) == 1 and "suggest_schedule(trial, space)" in said[0] and "TPESampler" in said[0]

@@ -154,9 +154,14 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
     def after_trial(self, study: optuna.study.Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
         self._independent_sampler.after_trial(study, trial, state, values)
-        try:  # a schedule recorded by hand while none of the space's parameters was asked for
+        try:  # schedules recorded by hand while no trial asked for the space's parameters: once the
+            # sampler could propose (after its startup trials), its proposals went unused
+            names = set(self._space.distributions())
             if (state in (TrialState.COMPLETE, TrialState.PRUNED) and SCHEDULE_ATTR in trial.user_attrs
-                    and not set(trial.params) & set(self._space.distributions())):
+                    and not set(trial.params) & names and ("unused", *study_key(study)) not in self._warned):
+                done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                if len(done) <= self._n_startup_trials or any(set(t.params) & names for t in done):
+                    return
                 self._warn_once(("unused", *study_key(study)),
                                 f"ScheduleSampler: trial {trial.number} recorded its schedule but asked for none of "
                                 f"the space's parameters ({', '.join(self._space.distributions())}), so the "
