@@ -177,19 +177,20 @@ def test_a_trial_recovered_after_a_failure_counts_when_it_completes():
     assert decisions[-1] == TrialScheduler.STOP
 
 
-def test_results_beyond_the_horizon_are_warned_once_per_trial(caplog):
+def test_results_beyond_the_horizon_are_warned_once_and_turn_the_model_off(caplog):
     # a report every 200 steps taken for one every 400 (a wrong step_unit): from iteration 38
-    # on, the steps lie past the 15000-step schedules
+    # on, the steps lie past the 15000-step schedules, and nothing the model says can be trusted
     scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=400)
-    trials = [stub(0), stub(1)]
+    trials = [stub(i) for i in range(4)]
     with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
         for i, trial in enumerate(trials):
             run_trial(scheduler, trial, CURVES[i])
+        decisions, _ = run_trial(scheduler, stub(BAD), CURVES[BAD])  # stopped with the right unit (above)
     warnings = [r.getMessage() for r in caplog.records if "beyond its schedule's horizon" in r.getMessage()]
-    assert len(warnings) == 2
-    for trial, message in zip(trials, warnings):
-        assert trial.trial_id in message and "training_iteration=38, step 15200 with step_unit=400" in message
-        assert "horizon of 15000 steps" in message
+    assert len(warnings) == 1
+    assert trials[0].trial_id in warnings[0] and "training_iteration=38, step 15200 with step_unit=400" in warnings[0]
+    assert "horizon of 15000 steps" in warnings[0] and "no trial is stopped by the model" in warnings[0]
+    assert TrialScheduler.STOP not in decisions
 
 
 def _warmed_up(n: int = 4) -> ScheduleAwareScheduler:
@@ -517,3 +518,46 @@ def test_a_resumed_experiment_keeps_trials_stopped_near_their_horizon_stopped_an
     for trial in reversed(trials):
         old.on_trial_add(None, trial)
     assert old._completed == scheduler._completed and old._stopped == scheduler._stopped
+
+
+def test_results_without_the_metric_pass_and_without_time_attr_warn_once(caplog):
+    scheduler = _warmed_up()
+    trial = stub(BAD)
+    scheduler.on_trial_add(None, trial)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+        for k in range(1, 20):  # a validation loss only every so often: None in between
+            assert scheduler.on_trial_result(None, trial, {"loss": None, "training_iteration": k}) == \
+                TrialScheduler.CONTINUE
+        assert not caplog.records
+        for v in CURVES[BAD].loss[:30].tolist():  # time_attr misspelt in the trainable: never reported
+            assert scheduler.on_trial_result(None, trial, {"loss": v, "iter": 1}) == TrialScheduler.CONTINUE
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "without 'training_iteration' (time_attr)" in said[0]
+
+
+def test_a_trial_restarted_from_scratch_is_judged_on_its_new_curve():
+    """A first attempt with a bug (losses 1.5 x too high) fails at iteration 30; Tune restarts
+    the trial from scratch (restart_errored) and its new results replace the old ones."""
+    scheduler = _warmed_up()
+    good = SUBSET.index(("wsd", "0.6", "0.001"))
+    trial = stub(good)
+    scheduler.on_trial_add(None, trial)
+    for k, v in enumerate(CURVES[good].loss[:30].tolist(), start=1):
+        scheduler.on_trial_result(None, trial, {"loss": 1.5 * v, "training_iteration": k})
+    scheduler.on_trial_error(None, trial)
+    decisions, n = run_trial(scheduler, trial, CURVES[good])  # added again, from iteration 1
+    assert TrialScheduler.STOP not in decisions and n == CURVES[good].loss.size
+    assert trial.trial_id in scheduler._completed
+    assert [v for _, v in scheduler._points[trial.trial_id]] == CURVES[good].loss.tolist()
+
+
+def test_a_time_counted_from_zero_with_a_step_unit_is_warned_once(caplog):
+    scheduler = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    with caplog.at_level(logging.WARNING, logger="lrtune.integrations.ray"):
+        for i in range(2):
+            trial = stub(i)
+            scheduler.on_trial_add(None, trial)
+            for k, v in enumerate(CURVES[i].loss[:5].tolist()):
+                scheduler.on_trial_result(None, trial, {"loss": v, "training_iteration": k})
+    said = [r.getMessage() for r in caplog.records if "training_iteration=0 with step_unit=200" in r.getMessage()]
+    assert len(said) == 1 and "count from 1" in said[0]

@@ -67,16 +67,16 @@ class WarnOnce:
         _logger.warning(message)
 
     def _warn_ended_early(self, who: str, t: FrozenTrial, key: tuple, reported: Sequence[float], curve: Curve,
-                          step_unit: float, early: str, unit: str) -> None:
+                          step_unit: float, early: str, unit: str, per_study: bool = False) -> None:
         """Warn that completed trial ``t`` (cache key ``key``: :func:`trial_key`) reported only up
         to optimizer step ``curve.steps[-1]`` of its schedule's ``curve.horizon``: once for the
         study, ending with ``unit``, when its ``reported`` steps look like evaluation indices
         (:func:`~lrtune.integrations._forecast.step_unit_hint`: then every trial reports so),
-        else once for the trial, ending with ``early``."""
+        else once for the trial (``per_study``: once for the study), ending with ``early``."""
         hint = step_unit_hint(reported, step_unit, curve.horizon)
         head = (f"{who}: completed trial {t.number} reported up to optimizer step {curve.steps[-1]} of its "
                 f"schedule's {curve.horizon}")
         if hint:
             self._warn_once(("step unit", *key[:-3]), f"{head}{hint}; {unit}")  # key[:-3]: the study's key
         else:
-            self._warn_once(("stopped early", *key), f"{head}: {early}")
+            self._warn_once(("stopped early", *(key[:-3] if per_study else key)), f"{head}: {early}")

@@ -259,10 +259,11 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
         elif role == "complete" and c is not None and not reaches_horizon(c.steps, c.horizon):
             self._warn_ended_early("ScheduleSampler", t, key, steps, c, self._step_unit,
                                    early="it stopped early (its objective returned, or a Ray Tune scheduler "
-                                         "stopped it), so its curve is fitted like a pruned trial's and it does "
-                                         "not count as completed",
+                                         "stopped it), so it is taken as a pruned trial: its curve is fitted like "
+                                         "a pruned trial's and its schedule avoided (said once per study: inside "
+                                         "Ray Tune's OptunaSearch every trial a scheduler stops comes so)",
                                    unit="until then such trials are fitted like pruned ones and do not count as "
-                                        "completed")
+                                        "completed", per_study=True)
             role = "partial"
         if c is not None:
             keep = c.steps >= self._min_progress * c.horizon
@@ -317,7 +318,8 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
         closes its schedule's region too."""
         finished = self._finished(study)
         done = [f.lr for f in finished if f.role == "complete"]
-        pruned = [f.lr for f in finished if f.role == "pruned"]
+        # a completed trial that ended early was stopped (inside Ray Tune, by the scheduler)
+        pruned = [f.lr for f in finished if f.role in ("pruned", "partial")]
         peaks = np.log([lr.max() for lr in lrs])
         ok = np.ones(len(lrs), bool)
         if done:

@@ -51,25 +51,28 @@ class ScheduleAwareScheduler(FIFOScheduler):
     their steps, above ``divergence_ratio`` times the lowest such median) as soon as it is
     seen: one noisy report is not a divergence. A trial without a schedule in its
     config, or with one that does not parse, is never stopped by the model (a warning is
-    logged once). Only ``mode="min"`` is modelled: with ``mode="max"`` (an accuracy, which
+    logged once for a missing schedule, once per trial for a malformed one). A result
+    whose metric is missing or ``None`` is skipped; one without ``time_attr`` cannot be
+    placed (one warning). Only ``mode="min"`` is modelled: with ``mode="max"`` (an accuracy, which
     rises) only a NaN or infinite metric stops a trial.
 
-    A trial's results are kept by step, the last value reported at each: a trial Tune
-    recovers after a failure (from scratch or from a checkpoint) reports steps again and
-    runs on where it is. A trial counts as completed, its curve fitted, only when its last
+    A trial's results are kept by step: a trial Tune recovers after a failure (from
+    scratch or from a checkpoint) reports an earlier step again, and its results from that
+    step on are dropped, to be replaced as it reports again. A trial counts as completed, its curve fitted, only when its last
     reported step reaches its schedule's horizon or comes within two report intervals (the
     largest gap between its reported steps; the second for a missing report when steps are
     counted in reports): the last loss of a trial ended earlier by something else (a
     stopper, a time budget, a trainable returning early) is not a final loss, and a warning
     says so. Results past the horizon (a wrong ``step_unit``?) are ignored, with one
-    warning per trial.
+    warning; once a trial reports more than two report intervals past its horizon, no trial
+    is stopped by the model any more (the steps are not what ``step_unit`` says).
 
     When an experiment resumes (``Tuner.restore``), Tune brings back the scheduler as it was
     when the ``Tuner`` was created and adds every trial again; the scheduler then reads each
     trial's earlier results back from the ``result.json`` Tune writes in the trial's folder,
     so the trials that completed before the interruption are fitted again and a resumed
-    trial keeps its curve (a trial restarted from scratch replaces them step by step as it
-    reports again). Without that file (Tune's default loggers turned off) a resumed
+    trial keeps its curve (a trial restarted from scratch drops them as it reports its
+    first step again). Without that file (Tune's default loggers turned off) a resumed
     experiment starts again from no completed trials. ``save`` / ``restore`` keep every
     trial's results, which trials completed or stopped, and ``metric`` and ``mode``, so a
     scheduler restored with the same arguments decides as before (Ray Tune 2.60 itself
@@ -164,6 +167,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._model_key: Optional[tuple] = None
         self._model: Optional[FinalLossModel] = None
         self._finished: dict[str, Optional[Curve]] = {}
+        self._unit_wrong = False  # a trial reported far past its horizon: no stops by the model
 
     # -- Ray Tune hooks -----------------------------------------------------------------
     def set_search_properties(self, metric: Optional[str], mode: Optional[str], **spec: Any) -> bool:
@@ -215,13 +219,20 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._finished.pop(tid, None)
 
     def on_trial_result(self, tune_controller: "TuneController", trial: Trial, result: dict) -> str:
-        if self._time_attr not in result or self._metric not in result:
+        if result.get(self._metric) is None:  # a result without the metric (e.g. between evaluations)
+            return TrialScheduler.CONTINUE
+        if result.get(self._time_attr) is None:
+            self._warn_once("no time", f"ScheduleAwareScheduler: trial {trial.trial_id} reported {self._metric!r} "
+                                       f"without {self._time_attr!r} (time_attr): its results cannot be placed on "
+                                       f"its schedule and no trial is stopped by the model; report "
+                                       f"{self._time_attr!r} or pass the time_attr the trainable reports")
             return TrialScheduler.CONTINUE
         try:
             return self._decide(trial, float(result[self._time_attr]), float(result[self._metric]))
         except Exception as e:  # never raise into the run
-            _logger.warning("ScheduleAwareScheduler: trial %s continues after an internal error: %s: %s",
-                            trial.trial_id, type(e).__name__, e)
+            self._warn_once(f"error {trial.trial_id} {type(e).__name__}",
+                            f"ScheduleAwareScheduler: trial {trial.trial_id} continues after an internal error: "
+                            f"{type(e).__name__}: {e} (said once per trial and kind of error)")
             return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller: "TuneController", trial: Trial, result: dict) -> None:
@@ -270,6 +281,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._given = (None, None)
         if "_started" not in state:
             self._started = {}
+        if "_unit_wrong" not in state:
+            self._unit_wrong = False
 
     # -- the decision -------------------------------------------------------------------
     def _decide(self, trial: Trial, t: float, value: float) -> str:
@@ -278,6 +291,11 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._specs[tid] = self._read_spec(trial)
         self._order.setdefault(tid, len(self._order))
         self._add_point(tid, t, value)
+        if t == 0 and self._step_unit != 1:  # evaluations counted from 0
+            self._warn_once("step zero", f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}=0 with "
+                                         f"step_unit={self._step_unit:g}: {self._time_attr} k is read as k x "
+                                         f"{self._step_unit:g} optimizer steps, so a count from 0 places every result "
+                                         f"one report early; count from 1 (training_iteration does)")
         if not math.isfinite(value):
             return self._stop(tid)
         if self._mode != "min":  # a rising metric (an accuracy) is no divergence
@@ -289,6 +307,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         curve = self._curve(tid)
         if curve is None or curve.steps[-1] < self._min_progress * curve.horizon:
+            return TrialScheduler.CONTINUE
+        if self._unit_wrong:  # a trial reported far past its horizon: the steps are not what the unit says
             return TrialScheduler.CONTINUE
         model = self._fitted()
         if model is None:
@@ -313,18 +333,14 @@ class ScheduleAwareScheduler(FIFOScheduler):
         return TrialScheduler.STOP
 
     def _add_point(self, tid: str, t: float, value: float) -> None:
-        """Keep the trial's points by time, the last value reported at each: a trial Tune
-        restarts from scratch or from an early checkpoint reports earlier times again, and
-        its curve is the one it is on now, not the failed attempt's followed by the restart."""
+        """Keep the trial's points by time: a trial Tune restarts from scratch or from an
+        earlier checkpoint reports an earlier time again, and its curve is the one it is on
+        now: the failed attempt's points from that time on are dropped (they come back as
+        the trial reports them again)."""
         pts = self._points.setdefault(tid, [])
-        if not pts or pts[-1][0] < t:
-            pts.append((t, value))
-            return
-        i = bisect.bisect_left(pts, t, key=lambda p: p[0])
-        if pts[i][0] == t:
-            pts[i] = (t, value)
-        else:
-            pts.insert(i, (t, value))
+        if pts and pts[-1][0] >= t:
+            del pts[bisect.bisect_left(pts, t, key=lambda p: p[0]):]
+        pts.append((t, value))
 
     def _place_restored(self, tid: str, started: float) -> None:
         """Order the trials a resumed experiment adds again by when they started (Tune adds
@@ -415,20 +431,25 @@ class ScheduleAwareScheduler(FIFOScheduler):
     def _curve(self, tid: str, warn: bool = True) -> Optional[Curve]:
         spec = self._specs.get(tid)
         if spec is None or spec.startswith("!"):
-            if warn:
+            if warn:  # a missing schedule: once (every trial of that experiment lacks it); a malformed one: per trial
                 what = "has no schedule" if spec is None else "has a malformed schedule"
-                why = "" if spec is None else f" ({spec[1:]})"
-                self._warn_once(tid, f"ScheduleAwareScheduler: trial {tid} {what} in config[{self._schedule_key!r}]{why}; "
-                                     "not stopped by the model")
+                why = " (nor, probably, the other trials: said once)" if spec is None else f" ({spec[1:]})"
+                self._warn_once("no schedule" if spec is None else tid,
+                                f"ScheduleAwareScheduler: trial {tid} {what} in config[{self._schedule_key!r}]{why}; "
+                                "not stopped by the model")
             return None
         lr = schedule_lr(spec)
         pts = self._points[tid]
         last = float(np.rint(pts[-1][0] * self._step_unit))
+        gap = float(np.diff([p[0] for p in pts]).max()) * self._step_unit if len(pts) > 1 else 0.0
+        if last > lr.size + 2.0 * gap:  # beyond the horizon by more than a late report: the unit is wrong
+            self._unit_wrong = True
         if warn and last > lr.size:
-            self._warn_once(f"beyond {tid}",
+            self._warn_once("beyond",
                             f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}={pts[-1][0]:g}, step "
                             f"{last:.0f} with step_unit={self._step_unit:g}, beyond its schedule's horizon of "
-                            f"{lr.size} steps: results past the horizon are ignored (is step_unit right?)")
+                            f"{lr.size} steps: results past the horizon are ignored, and from a trial "
+                            f"far past its horizon on no trial is stopped by the model (is step_unit right?)")
         # named by arrival: the forecast's folds follow the names, and Ray's searchers give
         # trials random ids, so the same experiment would otherwise decide differently
         name = f"{self._order.get(tid, len(self._order)):09d} {tid}"
