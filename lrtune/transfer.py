@@ -536,6 +536,14 @@ class PeakLRTransfer:
         self._log_g = [_log_gstar(s.eta_) for s in self.sweeps_]
         return self
 
+    def __repr__(self) -> str:
+        args = (f"horizon_prior_sd={self.horizon_prior_sd!r}, shape_prior_sd={self.shape_prior_sd!r}, "
+                f"model_sd={self.model_sd!r}, level={self.level!r}, null_weight={self.null_weight!r}")
+        if not hasattr(self, "sweeps_"):
+            return f"PeakLRTransfer({args})"
+        fitted = ", ".join(f"{s.horizon_} steps: {s.peak_lr_:.3g}" for s in self.sweeps_)
+        return f"PeakLRTransfer({args}) fitted on {len(self.sweeps_)} sweep(s) ({fitted})"
+
     def predict(self, target: Any, steps: int | None = None) -> TransferResult:
         """The optimal peak LR of ``target`` (spec, Schedule or LR array; its peak is
         ignored), optionally moved to horizon ``steps``.  The result's ``schedule`` is the

@@ -130,3 +130,17 @@ def test_write_curve_csv_with_swapped_arguments_says_so(fitted, tmp_path):
     _, train, _ = fitted
     with pytest.raises(ValueError, match="the arguments are swapped"):
         write_curve_csv(str(tmp_path / "f.csv"), train)
+
+
+def test_a_fitted_law_and_transfer_show_their_state_in_their_repr(fitted):
+    law, train, _ = fitted
+    assert repr(make_law("momentum")).endswith(")")  # unfitted: the settings only
+    shown = repr(law)
+    assert "fitted on 3 curve(s)" in shown and f"L0={law.params_['L0']:.4g}" in shown and "R^2 0.99" in shown
+    from lrtune.datasets import load_schaipp
+
+    t = PeakLRTransfer()
+    assert repr(t).startswith("PeakLRTransfer(horizon_prior_sd=0.5")
+    t.fit([load_schaipp(n_layer="12", n_embd="768", group="main", schedule="wsd", decay_type="linear",
+                        cooldown_frac="0.2", horizon="15000")])
+    assert "fitted on 1 sweep(s) (15000 steps: " in repr(t)

@@ -544,7 +544,13 @@ class Law(abc.ABC):
 
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({cfg})"
+        if not hasattr(self, "params_"):
+            return f"{type(self).__name__}({cfg})"
+        ps = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+        n = len(getattr(self, "fitted_on_", None) or [])
+        r2 = getattr(self, "r2_", None)
+        return (f"{type(self).__name__}({cfg}) fitted on {n} curve(s): {ps}"
+                + (f", R^2 {r2:.4f}" if isinstance(r2, float) and math.isfinite(r2) else ""))
 
 
 def finite_or_raise(x: float, what: str) -> float:
