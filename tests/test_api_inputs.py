@@ -126,6 +126,12 @@ def test_plot_takes_specs_schedules_and_a_single_curve(fitted, tmp_path):
         plot_predictions(law, str(tmp_path / "q.png"), schedules=[3.0])
 
 
+def test_fit_on_a_dict_of_curves_says_to_pass_its_values(fitted):
+    _, train, _ = fitted
+    with pytest.raises(ValueError, match=r"got a dict: pass list\(d.values\(\)\)"):
+        make_law("momentum").fit({c.name: c for c in train})
+
+
 def test_write_curve_csv_with_swapped_arguments_says_so(fitted, tmp_path):
     _, train, _ = fitted
     with pytest.raises(ValueError, match="the arguments are swapped"):

@@ -271,6 +271,8 @@ class Law(abc.ABC):
         term, the multi-power law (no peak-LR term) on curves at several peak LRs, or an
         R^2 below 0.9 (a diverged run among the curves?).
         """
+        if isinstance(curves, dict):
+            raise ValueError("fit takes Curve objects (one, or a list of them), got a dict: pass list(d.values())")
         curves = [curves] if isinstance(curves, Curve) else list(curves)
         if not curves:
             raise ValueError("fit needs at least one curve, got none")
