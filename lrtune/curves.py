@@ -150,6 +150,8 @@ class Curve:
 
     @property
     def peak_lr(self) -> float:
+        """The largest LR of the run (a schedule's ``peak_lr`` is its ``peak`` key, which a
+        re-warm's ``peak2`` can exceed)."""
         return float(self.lr.max())
 
     @property

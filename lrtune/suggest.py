@@ -130,6 +130,9 @@ def candidate_shapes(steps: int, *, families: Sequence[str] = FAMILIES,
                      min_lr: float = 0.0) -> list[Schedule]:
     """The candidate schedules at peak 1: one per family, and for WSD one per cooldown
     fraction and cooldown shape."""
+    if isinstance(steps, numbers.Real) and not isinstance(steps, (bool, numbers.Integral)) and \
+            float(steps).is_integer():
+        steps = int(steps)  # 50_000.0, 5e4: a whole number, as the schedules take it
     if isinstance(steps, bool) or not (isinstance(steps, numbers.Integral) and steps >= 2):
         raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
     families = [families] if isinstance(families, str) else families  # "wsd" is one family, not three letters

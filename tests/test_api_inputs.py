@@ -150,3 +150,16 @@ def test_a_fitted_law_and_transfer_show_their_state_in_their_repr(fitted):
     t.fit([load_schaipp(n_layer="12", n_embd="768", group="main", schedule="wsd", decay_type="linear",
                         cooldown_frac="0.2", horizon="15000")])
     assert "fitted on 1 sweep(s) (15000 steps: " in repr(t)
+
+
+def test_specs_take_shapes_in_any_case_and_suggest_a_whole_float_horizon(fitted):
+    assert parse_schedule("wsd:steps=100,peak=1e-3,cooldown=0.2,shape=Cosine") == \
+        parse_schedule("wsd:steps=100,peak=1e-3,cooldown=0.2,shape=cosine")
+    law, _, _ = fitted
+    from lrtune.suggest import suggest
+
+    a = suggest(law, 30000.0, [2e-4, 3e-4], families="wsd", cooldowns=(0.2,))
+    b = suggest(law, 30000, [2e-4, 3e-4], families="wsd", cooldowns=(0.2,))
+    assert a.best.schedule == b.best.schedule
+    with pytest.raises(ValueError, match="steps must be an integer >= 2, got 30000.5"):
+        suggest(law, 30000.5, [2e-4])

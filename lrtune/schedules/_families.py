@@ -42,6 +42,8 @@ def _coerce(kind: str, value: object) -> object:
     elif kind == "float":
         if isinstance(value, numbers.Real):
             return float(value)
+    elif kind == "str" and isinstance(value, str):
+        return value.strip().lower()  # shape=Cosine is cosine, as family names are case-insensitive
     elif kind.startswith("tuple[") and isinstance(value, (list, tuple, np.ndarray)):
         item = "int" if kind.startswith("tuple[int") else "float"
         return tuple(_coerce(item, v) for v in value)
@@ -87,6 +89,8 @@ class Schedule:
     # -- public API -------------------------------------------------------------------
     @property
     def peak_lr(self) -> float:
+        """The ``peak`` key (a re-warm's ``peak2`` or a step factor above 1 can lie above it;
+        :attr:`lrtune.curves.Curve.peak_lr` is the largest LR of the array)."""
         return float(self.peak)
 
     @property
