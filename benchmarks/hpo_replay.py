@@ -319,6 +319,7 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return {
         "lrtune": lambda: ScheduleAwarePruner(law=LAW),
         "lrtune-aggr": lambda: ScheduleAwarePruner(confidence=0.8, margin=0.002, law=LAW),
+        "lrtune-late": lambda: ScheduleAwarePruner(max_progress=0.9, law=LAW),
         "lrtune+sampler": lambda: ScheduleAwarePruner(law=LAW),
         "nop": optuna.pruners.NopPruner,
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
@@ -331,6 +332,7 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 OPTUNA_METHODS = {
     "lrtune": "lrtune ScheduleAwarePruner()",
     "lrtune-aggr": "lrtune ScheduleAwarePruner(confidence=0.8, margin=0.002)",
+    "lrtune-late": "lrtune ScheduleAwarePruner(max_progress=0.9)",
     "lrtune+sampler": "lrtune pruner + ScheduleSampler (half the trials)",
     "nop": "NopPruner",
     "median": "MedianPruner(n_startup_trials=4)",
@@ -754,7 +756,8 @@ def headline(data: dict) -> list[str]:
     for grid in GRIDS:
         stats_ = {m: method_stats(store, m, grid) for m in ALL_METHODS}
         stats_ = {m: s for m, s in stats_.items() if s is not None}
-        lr_methods = [m for m in ("lrtune", "lrtune-aggr", "lrtune+sampler", "ray-lrtune") if m in stats_]
+        lr_methods = [m for m in ("lrtune", "lrtune-aggr", "lrtune-late", "lrtune+sampler", "ray-lrtune")
+                      if m in stats_]
         if not lr_methods:
             continue
         parts = []

@@ -169,6 +169,7 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "confidence": (lambda v: isinstance(v, numbers.Real) and 0.5 < v < 1, "in (0.5, 1)"),
     "margin": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a fraction of the best value in [0, 1)"),
     "min_progress": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "max_progress": (lambda v: isinstance(v, numbers.Real) and 0 < v <= 1, "a fraction in (0, 1]"),
     "min_error": (lambda v: isinstance(v, numbers.Real) and 0 <= v < 1, "a relative error in [0, 1)"),
     "step_unit": (lambda v: isinstance(v, numbers.Real) and math.isfinite(v) and v > 0,
                   "a number of optimizer steps > 0"),

@@ -243,6 +243,21 @@ def _by_index_from_one(trial, i):
     return float(CURVES[i].loss[-1])
 
 
+def test_no_model_pruning_after_max_progress_but_a_nan_still_prunes():
+    c = CURVES[_index("wsd", "0.1", "0.0005")]
+    others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002"),
+              _index("wsd", "0.9", "0.001")]
+    step = _first_pruned_step(_completed_study(others, ScheduleAwarePruner()), c, spec_of(c.meta))
+    assert step is not None
+    late = c.steps[c.steps > step][0] / c.horizon  # stops by the model only after the step it was pruned at
+    step = _first_pruned_step(_completed_study(others, ScheduleAwarePruner(max_progress=step / c.horizon)),
+                              c, spec_of(c.meta))
+    assert step is None or step <= late * c.horizon
+    study = _completed_study(others, ScheduleAwarePruner(max_progress=0.05))
+    assert _first_pruned_step(study, c, spec_of(c.meta)) is None
+    assert _first_pruned_step(study, c, spec_of(c.meta), metric=lambda v: float("nan")) == c.steps[0]
+
+
 def test_no_model_pruning_before_startup_warmup_or_min_progress():
     c = CURVES[_index("wsd", "0.1", "0.0005")]
     others = [_index("wsd", "0.6", "0.002"), _index("wsd", "0.4", "0.001"), _index("cosine", "0.0", "0.002")]
@@ -262,6 +277,7 @@ def test_no_model_pruning_before_startup_warmup_or_min_progress():
     ({"min_progress": 1.5}, "min_progress must be a fraction in [0, 1), got 1.5"),
     ({"min_error": -0.1}, "min_error must be a relative error in [0, 1), got -0.1"),
     ({"step_unit": 0}, "step_unit must be a number of optimizer steps > 0, got 0"),
+    ({"max_progress": 0}, "max_progress must be a fraction in (0, 1], got 0"),
     ({"law": "nolaw"}, "unknown law 'nolaw'"),
     ({"divergence_ratio": 1.0}, "divergence_ratio must be > 1, got 1.0"),
 ])

@@ -561,3 +561,17 @@ def test_a_time_counted_from_zero_with_a_step_unit_is_warned_once(caplog):
                 scheduler.on_trial_result(None, trial, {"loss": v, "training_iteration": k})
     said = [r.getMessage() for r in caplog.records if "training_iteration=0 with step_unit=200" in r.getMessage()]
     assert len(said) == 1 and "count from 1" in said[0]
+
+
+def test_no_model_stop_after_max_progress():
+    scheduler = _warmed_up()
+    decisions, n = run_trial(scheduler, stub(BAD), CURVES[BAD])
+    assert decisions[-1] == TrialScheduler.STOP  # stopped by the model at 4 completed trials
+    late = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200, max_progress=0.05)
+    for i in (SUBSET.index(("wsd", "0.6", "0.002")), SUBSET.index(("wsd", "0.4", "0.001")),
+              SUBSET.index(("cosine", "0.0", "0.002")), SUBSET.index(("wsd", "0.9", "0.001"))):
+        run_trial(late, stub(i), CURVES[i])
+    decisions, n = run_trial(late, stub(BAD), CURVES[BAD])
+    assert TrialScheduler.STOP not in decisions and n == CURVES[BAD].loss.size
+    with pytest.raises(ValueError, match=r"max_progress must be a fraction in \(0, 1\], got 1.5"):
+        ScheduleAwareScheduler(max_progress=1.5)
