@@ -52,8 +52,7 @@ def coverage(law, curves, from_step=0, to_step=None, growth=None):
         keep = (c.steps >= from_step) & (c.steps <= (to_step or c.steps[-1]))
         if not keep.any():
             continue
-        size = c.meta.get("model_size") if getattr(law, "model_size", False) else None  # a law with the term
-        p = law.predict_interval(c.lr, c.steps[keep], level=LEVEL, model_size=size, warn=False)
+        p = law.predict_interval(c.lr, c.steps[keep], level=LEVEL, model_size=law.curve_model_size(c), warn=False)
         inside.append((c.loss[keep] >= p.lower) & (c.loss[keep] <= p.upper))
         width.append((p.upper - p.lower) / p.loss)
     inside, width = np.concatenate(inside), np.concatenate(width)

@@ -23,11 +23,6 @@ def _pyplot():
     return plt
 
 
-def _sized(law: Law, curve: Curve | None) -> float | None:
-    """The curve's model size, for a law fitted with the model-size term."""
-    return curve.meta.get("model_size") if curve is not None and getattr(law, "model_size", False) else None
-
-
 def _schedule_item(s: Any) -> tuple[str, np.ndarray, None, float]:
     """(label, LR array, None, factor) of one ``schedules`` entry: a spec, a schedule, or a
     (label, LR array / spec / schedule[, factor]) tuple."""
@@ -73,7 +68,7 @@ def plot_predictions(law: Law, path: str, curves: Sequence[Curve] = (),
         steps = np.unique(np.linspace(first, lr.size, n_points).round().astype(np.int64))
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # no LR yet at step 1: no loss
             pred = law.predict_interval(lr, steps, level=level,
-                                        model_size=_sized(law, curve))
+                                        model_size=None if curve is None else law.curve_model_size(curve))
         pred = dataclasses.replace(pred, loss=pred.loss * factor, lower=pred.lower * factor,
                                    upper=pred.upper * factor) if factor != 1.0 else pred
         ax.plot(steps, pred.loss, color=color, linestyle=style, label=f"{label} (predicted)")

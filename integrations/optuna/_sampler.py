@@ -160,7 +160,11 @@ class ScheduleSampler(WarnOnce, CacheFreePickle, BaseSampler):
             if (state in (TrialState.COMPLETE, TrialState.PRUNED) and SCHEDULE_ATTR in trial.user_attrs
                     and not set(trial.params) & names and ("unused", *study_key(study)) not in self._warned):
                 done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                if len(done) <= self._n_startup_trials or any(set(t.params) & names for t in done):
+                if any(set(t.params) & names for t in done):  # the space is in use: never to be said
+                    with self._lock:  # (so the trials are not read again at every hand-recorded one)
+                        self._warned.add(("unused", *study_key(study)))
+                    return
+                if len(done) <= self._n_startup_trials:
                     return
                 self._warn_once(("unused", *study_key(study)),
                                 f"ScheduleSampler: trial {trial.number} recorded its schedule but asked for none of "

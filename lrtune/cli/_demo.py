@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'held-out schedule':<20} {'step':>6} {'actual':>7} {'predicted':>9} {'90% band':>17} {'error':>7}")
         errors, inside = [], []
         for c in test:
-            pred = law.predict_interval(c.lr, c.steps, model_size=c.meta.get("model_size") if getattr(law, "model_size", False) else None)
+            pred = law.predict_interval(c.lr, c.steps, model_size=law.curve_model_size(c))
             err = np.abs(pred.loss - c.loss) / c.loss
             errors.append(err)
             inside.append((c.loss >= pred.lower) & (c.loss <= pred.upper))

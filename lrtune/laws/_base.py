@@ -399,6 +399,11 @@ class Law(abc.ABC):
         lr, steps = self._validate(lr, steps)
         return self._predict_valid(lr, steps, model_size)
 
+    def curve_model_size(self, curve: Curve) -> float | None:
+        """The ``model_size`` to predict ``curve``'s run with: its ``meta["model_size"]`` for
+        a law fitted with the model-size term, ``None`` for any other (which takes none)."""
+        return curve.meta.get("model_size") if getattr(self, "model_size", False) else None
+
     def _check_model_size(self, model_size: float | None) -> None:
         if model_size is not None and not getattr(self, "model_size", False):
             raise ValueError(f"model_size is for a law fitted across model sizes (model_size=True); this "
