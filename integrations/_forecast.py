@@ -241,6 +241,23 @@ def is_diverging(values: Sequence[float], ratio: float) -> bool:
     return bool(low > 0 and level[-1] > ratio * low)
 
 
+def plain_step(step: float) -> str:
+    """A reported step as written: ``15000`` for 15000.0, ``2.5`` for 2.5."""
+    return str(int(step)) if float(step).is_integer() else repr(float(step))
+
+
+def explain_stop(why: dict) -> str:
+    """One line of what the record of a pruned or stopped trial says (the pruner's
+    ``"lrtune_pruned"`` user attribute, the scheduler's ``stop_reasons``)."""
+    if why["reason"] == "not finite":
+        return f"a non-finite loss was reported at step {plain_step(why['at_step'])}"
+    if why["reason"] == "diverging":
+        return f"the loss is diverging (last report {why['loss']:.6g}, lowest {why['lowest']:.6g})"
+    return (f"forecast final loss {why['forecast']:.6g}, its optimistic end {why['optimistic']:.6g} "
+            f"(confidence {why['confidence']:g}) is above the best {why['best']:.6g} ({why['best_from']})"
+            + (f" less the margin {why['margin']:g}" if why["margin"] else ""))
+
+
 def reaches_horizon(steps: Sequence[float], horizon: int, intervals: float = 2.0) -> bool:
     """Whether a finished run reported at optimizer ``steps`` (increasing) ran to its
     schedule's ``horizon``: its last report within ``intervals`` report intervals (the
@@ -378,7 +395,10 @@ class FinalLossModel:
         # gets that run's final plus the law's difference between the two schedules)
         self.insample_ = np.stack([self._relative_errors(self.law_, c) for c in curves])
         self.extrapolation_ = self._extrapolation_error(list(curves)) if local else None
-        self.best_final_ = min(self.final_level(c) for c in curves)
+        finals = [self.final_level(c) for c in curves]
+        best = min(range(len(finals)), key=finals.__getitem__)
+        self.best_final_ = finals[best]
+        self.best_name_ = curves[best].name  # the finished run the best final is
 
     def final_level(self, curve: Curve) -> float:
         """A finished run's final loss as the forecasts see it: its last report when

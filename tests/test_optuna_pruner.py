@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from _schaipp15k import SUBSET, grid_15k
 from lrtune.datasets import load_schaipp, schaipp_spec as spec_of
-from lrtune.integrations.optuna import SCHEDULE_ATTR, ScheduleAwarePruner, record_schedule
+from lrtune.integrations.optuna import PRUNED_ATTR, SCHEDULE_ATTR, ScheduleAwarePruner, record_schedule
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -67,6 +67,12 @@ def test_three_processes_on_sqlite_prune_the_grid_keep_its_best_run_and_lose_no_
     assert sorted(by_run) == list(range(n))
     used = sum(t.last_step for t in trials)
     assert used < 0.9 * sum(int(c.steps[-1]) for c in CURVES)
+    for t in trials:  # each pruned trial says why in the shared storage, at the step it stopped
+        if t.state == TrialState.PRUNED:
+            assert t.user_attrs[PRUNED_ATTR]["reason"] == "forecast"
+            assert t.user_attrs[PRUNED_ATTR]["step"] == t.last_step
+        else:
+            assert PRUNED_ATTR not in t.user_attrs
     for run, t in by_run.items():  # every reported value is in storage, unchanged
         c = CURVES[run]
         keep = c.steps <= t.last_step
@@ -118,9 +124,19 @@ def test_best_wsd_run_is_kept_through_its_stable_phase_where_the_median_rule_pru
     bad = _index("wsd", "0.1", "0.0005")
     step = _first_pruned_step(ours, CURVES[bad], spec_of(CURVES[bad].meta))
     assert step is not None and step < 0.5 * CURVES[bad].horizon
+    # it says why: its forecast's optimistic end lies above the best completed trial's final
+    why = ours.trials[-1].user_attrs[PRUNED_ATTR]
+    completed = [t for t in ours.trials if t.state == TrialState.COMPLETE]
+    leader = min(completed, key=lambda t: t.value)
+    assert why["reason"] == "forecast" and why["step"] == step
+    assert why["best_from"] == f"trial {leader.number}"
+    assert why["best"] == pytest.approx(leader.value, rel=1e-9)  # validation losses: the last report
+    assert why["forecast"] > why["optimistic"] > why["best"]
+    assert why["confidence"] == 0.9 and why["margin"] == 0.0
 
 
-def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startup():
+def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startup(caplog):
+    caplog.set_level(logging.INFO, logger="lrtune.integrations.optuna")
     study = optuna.create_study(direction="minimize", pruner=ScheduleAwarePruner())
     c = CURVES[0]
     for bad in (float("nan"), float("inf")):
@@ -130,6 +146,9 @@ def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startu
         t.report(bad, int(c.steps[1]))
         assert t.should_prune()
         study.tell(t, state=TrialState.PRUNED)
+        assert study.trials[-1].user_attrs[PRUNED_ATTR] == {"reason": "not finite", "step": int(c.steps[1]),
+                                                            "at_step": int(c.steps[1])}
+    assert f"trial 0 pruned at step {int(c.steps[1])}: a non-finite loss was reported" in caplog.text
     # a real diverged run: cosine at peak LR 5e-3 (50k steps) climbs from 5.2 to 7.5
     diverged = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="50000", base_lr="0.005")[0]
     step = _first_pruned_step(study, diverged, spec_of(diverged.meta))
@@ -137,6 +156,9 @@ def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startu
     # reports after the first one above 1.2 times the lowest (this run keeps rising)
     first = int(np.argmax(diverged.loss > 1.2 * np.minimum.accumulate(diverged.loss)))
     assert diverged.steps[first] <= step <= diverged.steps[first + 2]
+    why = study.trials[-1].user_attrs[PRUNED_ATTR]
+    assert why["reason"] == "diverging" and why["step"] == step
+    assert why["loss"] > 1.2 * why["lowest"]
 
 
 def test_trial_without_or_with_a_malformed_schedule_is_not_pruned_by_the_model_and_warned_once(caplog):

@@ -70,6 +70,7 @@ def test_nan_or_diverging_metric_stops_at_once():
     scheduler.on_trial_add(None, trial)
     assert scheduler.on_trial_result(None, trial, {"loss": 5.0, "training_iteration": 1}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, trial, {"loss": float("nan"), "training_iteration": 2}) == TrialScheduler.STOP
+    stub0_id = trial.trial_id
     trial = stub(1)
     scheduler.on_trial_add(None, trial)
     # a level (median of the last 5 reports) up to 1.2 times the lowest is a bump, and so is
@@ -77,6 +78,9 @@ def test_nan_or_diverging_metric_stops_at_once():
     for k, v in enumerate([5.0, 4.0, 4.0, 4.0, 4.79, 4.0, 9.0, 9.0], start=1):
         assert scheduler.on_trial_result(None, trial, {"loss": v, "training_iteration": k}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, trial, {"loss": 4.81, "training_iteration": 9}) == TrialScheduler.STOP
+    reasons = scheduler.stop_reasons
+    assert reasons[stub0_id] == {"reason": "not finite", "step": 2.0, "at_step": 2.0}
+    assert reasons[trial.trial_id] == {"reason": "diverging", "step": 9.0, "loss": 4.81, "lowest": 4.0}
 
 
 def test_mode_max_stops_only_a_nan_or_infinite_metric():
@@ -202,6 +206,27 @@ def _warmed_up(n: int = 4) -> ScheduleAwareScheduler:
 
 
 BAD = SUBSET.index(("wsd", "0.1", "0.0005"))
+
+
+def test_a_stopped_trial_says_why_in_stop_reasons_and_the_log_and_keeps_it_through_save(caplog, tmp_path):
+    scheduler = _warmed_up()
+    trial = stub(BAD)
+    with caplog.at_level(logging.INFO, logger="lrtune.integrations.ray"):
+        decisions, n = run_trial(scheduler, trial, CURVES[BAD])
+    assert decisions[-1] == TrialScheduler.STOP
+    why = scheduler.stop_reasons[trial.trial_id]
+    assert why["reason"] == "forecast" and why["step"] == n
+    # the best is the completed trial of lowest final loss (validation losses: its last report)
+    finals = {tid: pts[-1][1] for tid, pts in scheduler._points.items() if tid in scheduler._completed}
+    leader = min(finals, key=finals.get)
+    assert why["best_from"] == leader and why["best"] == pytest.approx(finals[leader], rel=1e-9)
+    assert why["forecast"] > why["optimistic"] > why["best"]
+    assert f"trial {trial.trial_id} stopped at training_iteration={n}: forecast final loss" in caplog.text
+    path = str(tmp_path / "sched.pkl")
+    scheduler.save(path)
+    restored = ScheduleAwareScheduler(metric="loss", mode="min", step_unit=200)
+    restored.restore(path)
+    assert restored.stop_reasons == scheduler.stop_reasons
 
 
 def test_missing_or_malformed_schedule_continues_and_is_warned_once(caplog):
@@ -469,11 +494,12 @@ def test_a_restored_scheduler_keeps_its_state_when_the_experiment_starts_and_old
     assert not restored._points
     # a scheduler pickled before these fields existed (a Tuner's tuner.pkl) still runs
     state = dict(scheduler.__dict__)
-    for k in ("_order", "_given"):
+    for k in ("_order", "_given", "_reasons", "_confidence"):
         state.pop(k)
     old = ScheduleAwareScheduler.__new__(ScheduleAwareScheduler)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
     assert old._order == {tid: i for i, tid in enumerate(scheduler._points)} and old._given == (None, None)
+    assert old.stop_reasons == {} and old._confidence == pytest.approx(0.9)
     run_trial(old, stub(int(order[5])), CURVES[order[5]])
 
 

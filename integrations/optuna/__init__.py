@@ -5,10 +5,12 @@
 * :class:`ScheduleSampler` proposes the peak LR and schedule a law fitted on the
   completed trials predicts best (TPE for every other parameter);
 * :func:`suggest_schedule` / :class:`ScheduleSpace` sample a schedule and
-  :func:`record_schedule` records one built by hand (user attribute ``"lr_schedule"``).
+  :func:`record_schedule` records one built by hand (user attribute ``"lr_schedule"``);
+* a trial the pruner prunes gets the user attribute ``"lrtune_pruned"`` (:data:`PRUNED_ATTR`):
+  why it was pruned.
 """
 
-from lrtune.integrations.optuna._pruner import ScheduleAwarePruner
+from lrtune.integrations.optuna._pruner import PRUNED_ATTR, ScheduleAwarePruner
 from lrtune.integrations.optuna._sampler import ScheduleSampler
 from lrtune.integrations.optuna._schedule import (
     SCHEDULE_ATTR,
@@ -19,6 +21,7 @@ from lrtune.integrations.optuna._schedule import (
 )
 
 __all__ = [
+    "PRUNED_ATTR",
     "SCHEDULE_ATTR",
     "ScheduleAwarePruner",
     "ScheduleSampler",

@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, FinalLossModel, Forecast,
-                                           check_forecast_args, curve_from_points, is_diverging, law_factory,
-                                           reaches_horizon, schedule_lr)
+                                           check_forecast_args, curve_from_points, explain_stop, is_diverging,
+                                           law_factory, reaches_horizon, schedule_lr)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
@@ -25,6 +25,13 @@ from lrtune.laws import Law
 __all__ = ["ScheduleAwarePruner"]
 
 _logger = logging.getLogger("lrtune.integrations.optuna")
+
+#: The user attribute a trial pruned by :class:`ScheduleAwarePruner` gets: why, as a dict
+#: (``"reason"``: ``"forecast"``, ``"diverging"`` or ``"not finite"``; ``"step"``: the step
+#: of the check; for a forecast, ``"forecast"`` (its final loss), ``"optimistic"`` (the
+#: end of its band that had to beat the best), ``"best"``, ``"best_from"``, ``"confidence"``
+#: and ``"margin"``).
+PRUNED_ATTR = "lrtune_pruned"
 
 
 class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
@@ -66,7 +73,9 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
     beyond a trial's horizon are not used (one warning names the step: is ``step_unit``
     right?); an internal error logs a warning and keeps the trial. Only single-objective
     studies that minimise a loss are pruned by the model; in the others only a NaN or
-    infinite report prunes (a rising metric is what a maximised one should do).
+    infinite report prunes (a rising metric is what a maximised one should do). Why a
+    trial is pruned goes to its user attribute ``"lrtune_pruned"`` (:data:`PRUNED_ATTR`)
+    and to an INFO log line.
 
     Example:
 
@@ -152,28 +161,49 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
     # -- the decision -------------------------------------------------------------------
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
         try:
-            return self._prune(study, trial)
+            why = self._why(study, trial)
         except Exception as e:  # never raise into the study
             _logger.warning("ScheduleAwarePruner: trial %s kept after an internal error: %s: %s",
                             trial.number, type(e).__name__, e)
             return False
+        if why is None:
+            return False
+        self._record(study, trial, why)
+        return True
 
-    def _prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
+    def _record(self, study: optuna.study.Study, trial: FrozenTrial, why: dict) -> None:
+        """Say why ``trial`` is pruned: in its user attribute ``PRUNED_ATTR`` (so that it is in
+        the storage beside the trial, e.g. ``study.trials_dataframe()``'s column
+        ``user_attrs_lrtune_pruned``) and in an INFO log line."""
+        _logger.info("ScheduleAwarePruner: trial %d pruned at step %s: %s", trial.number, why["step"], explain_stop(why))
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, PRUNED_ATTR, why)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # prune() called on a finished trial (not by trial.should_prune()): nothing to record on
+        except Exception as e:  # the decision stands: only the record is lost
+            self._warn_once(("record", *study_key(study)),
+                            f"ScheduleAwarePruner: why trial {trial.number} is pruned could not be stored "
+                            f"({type(e).__name__}: {e}); said once per study")
+
+    def _why(self, study: optuna.study.Study, trial: FrozenTrial) -> dict | None:
+        """Why ``trial`` is to be pruned now (a JSON-ready dict with the key ``"reason"``), or
+        ``None`` to keep it."""
         step = trial.last_step
         if step is None:
-            return False
+            return None
         steps = sorted(trial.intermediate_values)
         values = [trial.intermediate_values[s] for s in steps]
         if not all(math.isfinite(v) for v in values):  # at any step: a run resumed from a checkpoint reports lower ones
-            return True
+            first = next(s for s, v in zip(steps, values) if not math.isfinite(v))
+            return {"reason": "not finite", "step": step, "at_step": first}
         if len(study.directions) != 1 or study.direction != StudyDirection.MINIMIZE:
             # a maximised metric (an accuracy) rises in a healthy run: not a divergence
             self._warn_once(("direction", *study_key(study)),
                             "ScheduleAwarePruner forecasts losses: only single-objective studies that "
                             "minimise are pruned by the model")
-            return False
+            return None
         if is_diverging(values, self._divergence_ratio):
-            return True
+            return {"reason": "diverging", "step": step, "loss": values[-1], "lowest": min(values)}
         if steps[0] == 0 and self._step_unit != 1:  # evaluations counted from 0 (an epoch number)
             self._warn_once(("step zero", *study_key(study)),
                             f"ScheduleAwarePruner: trial {trial.number} reports step 0 with step_unit="
@@ -186,13 +216,13 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         if len(steps) == 1:  # read the completed trials once a trial, whatever its steps: their warnings
             self._finished_curves(study)  # (a wrong step_unit keeps every report below min_progress) are said
         if step < self._n_warmup_steps or not self._is_check_step(step, trial):
-            return False
+            return None
         try:
             schedule = trial_schedule(trial)
         except ValueError as e:
             self._warn_once(("schedule", *trial_key(study, trial)),
                             f"ScheduleAwarePruner: {e}; not pruned by the model")
-            return False
+            return None
         lr = schedule_lr(schedule.spec())
         if round(steps[-1] * self._step_unit) > lr.size:  # e.g. tokens reported as steps: every report is dropped
             self._warn_once(("beyond", *trial_key(study, trial)),
@@ -202,16 +232,19 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
                             f"are not used (is step_unit right?)")
         curve = curve_from_points(steps, values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
-            return False
+            return None
         if curve.steps[-1] > getattr(self, "_max_progress", 1.0) * lr.size:  # (a pruner pickled before it existed)
-            return False
+            return None
         finished = self._finished_curves(study)
         model = self._model(study, finished)
         if model is None:
-            return False
-        best = self._best(study, model, finished, exclude=trial.number)
+            return None
+        best, best_from = self._best(study, model, finished, exclude=trial.number)
         forecast = model.forecast(curve.lr, curve.steps, curve.loss)
-        return forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin)
+        if forecast is None or not forecast.lower(self._z) > best * (1.0 - self._margin):
+            return None
+        return {"reason": "forecast", "step": step, "forecast": forecast.final, "optimistic": forecast.lower(self._z),
+                "best": best, "best_from": best_from, "confidence": self._confidence, "margin": self._margin}
 
     def _is_check_step(self, step: int, trial: FrozenTrial) -> bool:
         if self._interval_steps == 1:
@@ -282,9 +315,9 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         return model
 
     def _best(self, study: optuna.study.Study, model: FinalLossModel, finished: list[tuple[FrozenTrial, Curve]],
-              exclude: int) -> float:
+              exclude: int) -> tuple[float, str]:
         """The best feasible completed trial's final level, or a running trial's pessimistic
-        forecast if lower.  In a constrained study (Optuna's ``trial.set_constraint`` or a
+        forecast if lower, and which trial it is (``"trial 3"``, ``"trial 5 (running)"``).  In a constrained study (Optuna's ``trial.set_constraint`` or a
         sampler's ``constraints_func``) a trial is feasible when all its constraint values
         are <= 0, as for ``study.best_trial``; a running trial counts there only once its
         constraints are set and met (they are usually set when it ends).  Infeasible trials
@@ -292,18 +325,19 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         best is unknown and nothing is pruned by the model."""
         constrained = any(t.constraints for t, _ in finished)
         if constrained:
-            best = min((model.final_level(c) for t, c in finished if _feasible(t)), default=math.inf)
+            best, best_from = min(((model.final_level(c), c.name) for t, c in finished if _feasible(t)),
+                                  default=(math.inf, "no feasible trial"), key=lambda p: p[0])
         else:  # the model keeps the completed curves of lowest final loss
-            best = model.best_final_
+            best, best_from = model.best_final_, model.best_name_
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number == exclude or not t.intermediate_values:
                 continue
             if constrained and not (t.constraints and _feasible(t)):
                 continue
             f = self._forecast_running(t, model)
-            if f is not None:
-                best = min(best, f.upper(self._z))
-        return best
+            if f is not None and f.upper(self._z) < best:
+                best, best_from = f.upper(self._z), f"trial {t.number} (running)"
+        return best, best_from
 
     def _forecast_running(self, t: FrozenTrial, model: FinalLossModel) -> Forecast | None:
         try:
@@ -321,3 +355,4 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
 def _feasible(t: FrozenTrial) -> bool:
     """Whether ``t`` meets its constraints (all <= 0), as ``study.best_trial`` counts them."""
     return all(v <= 0.0 for v in t.constraints.values())
+

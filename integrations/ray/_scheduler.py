@@ -17,8 +17,8 @@ from scipy import stats
 
 from lrtune.curves import Curve
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, FinalLossModel, check_forecast_args, curve_from_points,
-                                           is_diverging, law_factory, reaches_horizon, schedule_lr,
-                                           step_unit_hint)
+                                           explain_stop, is_diverging, law_factory, plain_step, reaches_horizon,
+                                           schedule_lr, step_unit_hint)
 from lrtune.laws import Law
 from lrtune.schedules import parse_schedule
 
@@ -54,7 +54,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
     logged once for a missing schedule, once per trial for a malformed one). A result
     whose metric is missing or ``None`` is skipped; one without ``time_attr`` cannot be
     placed (one warning). Only ``mode="min"`` is modelled: with ``mode="max"`` (an accuracy, which
-    rises) only a NaN or infinite metric stops a trial.
+    rises) only a NaN or infinite metric stops a trial. Why a trial was stopped is in
+    :attr:`stop_reasons` and in an INFO log line.
 
     A trial's results are kept by step: a trial Tune recovers after a failure (from
     scratch or from a checkpoint) reports an earlier step again, and its results from that
@@ -151,6 +152,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._step_unit = float(step_unit)
         self._n_startup_trials = int(n_startup_trials)
         self._grace_period = float(grace_period)
+        self._confidence = float(confidence)
         self._z = float(stats.norm.ppf(confidence))
         self._margin = float(margin)
         self._min_progress = float(min_progress)
@@ -168,6 +170,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         self._started: dict[str, float] = {}  # trials a resumed experiment added again: when they started
         self._completed: set[str] = set()  # trials that completed at their horizon with a finite last value
         self._stopped: set[str] = set()  # trials that ended otherwise: stopped, failed, removed, ended early
+        self._reasons: dict[str, dict] = {}  # trials this scheduler stopped: why (stop_reasons)
         self._warned: set[str] = set()
         self._model_key: Optional[tuple] = None
         self._model: Optional[FinalLossModel] = None
@@ -259,7 +262,8 @@ class ScheduleAwareScheduler(FIFOScheduler):
 
     def save(self, checkpoint_path: str) -> None:
         state = {k: getattr(self, k)
-                 for k in ("_points", "_specs", "_order", "_completed", "_stopped", "_warned", "_metric", "_mode")}
+                 for k in ("_points", "_specs", "_order", "_completed", "_stopped", "_reasons", "_warned", "_metric",
+                           "_mode")}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
 
@@ -270,6 +274,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
             state = pickle.load(f)
         self.__dict__.update(state)
         self._completed = set(self._completed)  # a dict of final values in older checkpoints
+        self._reasons = state.get("_reasons", {})
         if "_order" not in state:  # older checkpoints: the trials in the order of their points
             self._order = {tid: i for i, tid in enumerate(self._points)}
         # by step, the last value at each (in the order they came in older checkpoints)
@@ -290,6 +295,21 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._unit_wrong = False
         if "_max_progress" not in state:
             self._max_progress = 1.0
+        if "_reasons" not in state:
+            self._reasons = {}
+        if "_confidence" not in state:
+            self._confidence = float(stats.norm.cdf(self._z))
+
+    @property
+    def stop_reasons(self) -> dict[str, dict]:
+        """Why each trial this scheduler stopped was stopped, by trial id: a dict with
+        ``"reason"`` (``"forecast"``, ``"diverging"`` or ``"not finite"``) and ``"step"``
+        (the trial's ``time_attr`` at the stop); for a forecast also ``"forecast"`` (its final
+        loss), ``"optimistic"`` (the end of its band that had to beat the best), ``"best"``,
+        ``"best_from"`` (the trial id it is, ``"(running)"`` for a running trial's
+        pessimistic forecast), ``"confidence"`` and ``"margin"``.  Each stop is also logged
+        at INFO level.  Kept in :meth:`save`."""
+        return dict(self._reasons)
 
     # -- the decision -------------------------------------------------------------------
     def _decide(self, trial: Trial, t: float, value: float) -> str:
@@ -304,12 +324,13 @@ class ScheduleAwareScheduler(FIFOScheduler):
                                          f"{self._step_unit:g} optimizer steps, so a count from 0 places every result "
                                          f"one report early; count from 1 (training_iteration does)")
         if not math.isfinite(value):
-            return self._stop(tid)
+            return self._stop(tid, {"reason": "not finite", "step": t, "at_step": t})
         if self._mode != "min":  # a rising metric (an accuracy) is no divergence
             self._warn_once("mode", "ScheduleAwareScheduler forecasts losses: only mode='min' is stopped by the model")
             return TrialScheduler.CONTINUE
-        if is_diverging([v for _, v in self._points[tid]], self._divergence_ratio):
-            return self._stop(tid)
+        values = [v for _, v in self._points[tid]]
+        if is_diverging(values, self._divergence_ratio):
+            return self._stop(tid, {"reason": "diverging", "step": t, "loss": value, "lowest": min(values)})
         if t < self._grace_period:
             return TrialScheduler.CONTINUE
         curve = self._curve(tid)
@@ -322,7 +343,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
         model = self._fitted()
         if model is None:
             return TrialScheduler.CONTINUE
-        best = model.best_final_
+        best, best_from = model.best_final_, model.best_name_.split(" ", 1)[-1]  # named "<order> <trial id>"
         for other, pts in self._points.items():
             if other == tid or other in self._completed or other in self._stopped or not pts:
                 continue
@@ -330,15 +351,20 @@ class ScheduleAwareScheduler(FIFOScheduler):
             if c is None or is_diverging([v for _, v in pts], self._divergence_ratio):
                 continue
             f = model.forecast(c.lr, c.steps, c.loss)
-            if f is not None:
-                best = min(best, f.upper(self._z))
+            if f is not None and f.upper(self._z) < best:
+                best, best_from = f.upper(self._z), f"{other} (running)"
         forecast = model.forecast(curve.lr, curve.steps, curve.loss)
         if forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin):
-            return self._stop(tid)
+            return self._stop(tid, {"reason": "forecast", "step": t, "forecast": forecast.final,
+                                    "optimistic": forecast.lower(self._z), "best": best, "best_from": best_from,
+                                    "confidence": self._confidence, "margin": self._margin})
         return TrialScheduler.CONTINUE
 
-    def _stop(self, tid: str) -> str:
+    def _stop(self, tid: str, why: dict) -> str:
         self._stopped.add(tid)
+        self._reasons[tid] = why
+        _logger.info("ScheduleAwareScheduler: trial %s stopped at %s=%s: %s", tid, self._time_attr,
+                     plain_step(why["step"]), explain_stop(why))
         return TrialScheduler.STOP
 
     def _add_point(self, tid: str, t: float, value: float) -> None:
