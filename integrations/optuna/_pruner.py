@@ -175,8 +175,9 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         """Say why ``trial`` is pruned: in its user attribute ``PRUNED_ATTR`` (so that it is in
         the storage beside the trial, e.g. ``study.trials_dataframe()``'s column
         ``user_attrs_lrtune_pruned``) and in an INFO log line."""
-        _logger.info("ScheduleAwarePruner: trial %d pruned at step %s: %s", trial.number, why["step"], explain_stop(why))
         try:
+            _logger.info("ScheduleAwarePruner: trial %d pruned at step %s: %s", trial.number, why["step"],
+                         explain_stop(why))
             study._storage.set_trial_user_attr(trial._trial_id, PRUNED_ATTR, why)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # prune() called on a finished trial (not by trial.should_prune()): nothing to record on

@@ -363,8 +363,11 @@ class ScheduleAwareScheduler(FIFOScheduler):
     def _stop(self, tid: str, why: dict) -> str:
         self._stopped.add(tid)
         self._reasons[tid] = why
-        _logger.info("ScheduleAwareScheduler: trial %s stopped at %s=%s: %s", tid, self._time_attr,
-                     plain_step(why["step"]), explain_stop(why))
+        try:
+            _logger.info("ScheduleAwareScheduler: trial %s stopped at %s=%s: %s", tid, self._time_attr,
+                         plain_step(why["step"]), explain_stop(why))
+        except Exception:  # pragma: no cover - the stop stands, only its log line is lost
+            pass
         return TrialScheduler.STOP
 
     def _add_point(self, tid: str, t: float, value: float) -> None:
