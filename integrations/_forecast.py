@@ -233,12 +233,20 @@ def is_diverging(values: Sequence[float], ratio: float) -> bool:
         return False
     if not math.isfinite(arr[-1]):
         return True
+    now, low = divergence_levels(arr)
+    return bool(low > 0 and now > ratio * low)
+
+
+def divergence_levels(values: Sequence[float]) -> tuple[float, float]:
+    """The level :func:`is_diverging` compares (median of the last ``DIVERGENCE_WINDOW``
+    finite reports) at the last report, and the lowest level so far (at least one finite
+    value)."""
+    arr = np.asarray(values, dtype=float)
     finite = arr[np.isfinite(arr)]
     k = min(DIVERGENCE_WINDOW, finite.size)
     head = [float(np.median(finite[: j + 1])) for j in range(k - 1)]  # fewer reports than the window
     level = np.concatenate([head, np.median(np.lib.stride_tricks.sliding_window_view(finite, k), axis=1)])
-    low = level.min()
-    return bool(low > 0 and level[-1] > ratio * low)
+    return float(level[-1]), float(level.min())
 
 
 def plain_step(step: float) -> str:
@@ -252,10 +260,11 @@ def explain_stop(why: dict) -> str:
     if why["reason"] == "not finite":
         return f"a non-finite loss was reported at step {plain_step(why['at_step'])}"
     if why["reason"] == "diverging":
-        return f"the loss is diverging (last report {why['loss']:.6g}, lowest {why['lowest']:.6g})"
+        return (f"the loss is diverging (median of the last reports {why['level']:.6g}, above "
+                f"{why['ratio']:g} x its lowest {why['lowest_level']:.6g})")
     return (f"forecast final loss {why['forecast']:.6g}, its optimistic end {why['optimistic']:.6g} "
             f"(confidence {why['confidence']:g}) is above the best {why['best']:.6g} ({why['best_from']})"
-            + (f" less the margin {why['margin']:g}" if why["margin"] else ""))
+            + (f" less {100 * why['margin']:g} %" if why["margin"] else ""))
 
 
 def reaches_horizon(steps: Sequence[float], horizon: int, intervals: float = 2.0) -> bool:

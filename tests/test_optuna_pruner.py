@@ -149,6 +149,9 @@ def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startu
         assert study.trials[-1].user_attrs[PRUNED_ATTR] == {"reason": "not finite", "step": int(c.steps[1]),
                                                             "at_step": int(c.steps[1])}
     assert f"trial 0 pruned at step {int(c.steps[1])}: a non-finite loss was reported" in caplog.text
+    caplog.clear()  # prune() called directly on a finished trial: its answer, and nothing logged or stored
+    assert study.pruner.prune(study, study.trials[-1])
+    assert "pruned at step" not in caplog.text
     # a real diverged run: cosine at peak LR 5e-3 (50k steps) climbs from 5.2 to 7.5
     diverged = load_schaipp(group="main", n_layer="12", n_embd="768", horizon="50000", base_lr="0.005")[0]
     step = _first_pruned_step(study, diverged, spec_of(diverged.meta))
@@ -158,7 +161,10 @@ def test_nan_infinite_and_diverging_losses_are_pruned_at_once_even_before_startu
     assert diverged.steps[first] <= step <= diverged.steps[first + 2]
     why = study.trials[-1].user_attrs[PRUNED_ATTR]
     assert why["reason"] == "diverging" and why["step"] == step
-    assert why["loss"] > 1.2 * why["lowest"]
+    assert why["ratio"] == 1.2 and why["level"] > 1.2 * why["lowest_level"]
+    # the levels the rule compares: medians of the last 5 reports, the lowest of them so far
+    reported = [study.trials[-1].intermediate_values[s] for s in sorted(study.trials[-1].intermediate_values)]
+    assert why["level"] == pytest.approx(float(np.median(reported[-5:])))
 
 
 def test_trial_without_or_with_a_malformed_schedule_is_not_pruned_by_the_model_and_warned_once(caplog):

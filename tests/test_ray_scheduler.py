@@ -80,7 +80,9 @@ def test_nan_or_diverging_metric_stops_at_once():
     assert scheduler.on_trial_result(None, trial, {"loss": 4.81, "training_iteration": 9}) == TrialScheduler.STOP
     reasons = scheduler.stop_reasons
     assert reasons[stub0_id] == {"reason": "not finite", "step": 2.0, "at_step": 2.0}
-    assert reasons[trial.trial_id] == {"reason": "diverging", "step": 9.0, "loss": 4.81, "lowest": 4.0}
+    # the levels the rule compared: medians of the last 5 reports
+    assert reasons[trial.trial_id] == {"reason": "diverging", "step": 9.0, "level": 4.81, "lowest_level": 4.0,
+                                       "ratio": 1.2}
 
 
 def test_mode_max_stops_only_a_nan_or_infinite_metric():

@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, FinalLossModel, Forecast,
-                                           check_forecast_args, curve_from_points, explain_stop, is_diverging,
-                                           law_factory, reaches_horizon, schedule_lr)
+                                           check_forecast_args, curve_from_points, divergence_levels, explain_stop,
+                                           is_diverging, law_factory, reaches_horizon, schedule_lr)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
@@ -29,8 +29,10 @@ _logger = logging.getLogger("lrtune.integrations.optuna")
 #: The user attribute a trial pruned by :class:`ScheduleAwarePruner` gets: why, as a dict
 #: (``"reason"``: ``"forecast"``, ``"diverging"`` or ``"not finite"``; ``"step"``: the step
 #: of the check; for a forecast, ``"forecast"`` (its final loss), ``"optimistic"`` (the
-#: end of its band that had to beat the best), ``"best"``, ``"best_from"``, ``"confidence"``
-#: and ``"margin"``).
+#: end of its band, pruned when above ``best * (1 - margin)``), ``"best"``, ``"best_from"``,
+#: ``"confidence"`` and ``"margin"``; for a divergence, ``"level"`` (median of the last 5
+#: reports), ``"lowest_level"`` and ``"ratio"``; for a NaN or infinite report, ``"at_step"``).
+#: It is in the storage, not in the running ``optuna.Trial``'s own copy of its attributes.
 PRUNED_ATTR = "lrtune_pruned"
 
 
@@ -175,16 +177,21 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         """Say why ``trial`` is pruned: in its user attribute ``PRUNED_ATTR`` (so that it is in
         the storage beside the trial, e.g. ``study.trials_dataframe()``'s column
         ``user_attrs_lrtune_pruned``) and in an INFO log line."""
+        if trial.state != TrialState.RUNNING:  # prune() called on a finished trial, not by trial.should_prune()
+            return
         try:
-            _logger.info("ScheduleAwarePruner: trial %d pruned at step %s: %s", trial.number, why["step"],
-                         explain_stop(why))
             study._storage.set_trial_user_attr(trial._trial_id, PRUNED_ATTR, why)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # prune() called on a finished trial (not by trial.should_prune()): nothing to record on
+            pass  # finished meanwhile (another process): nothing to record on
         except Exception as e:  # the decision stands: only the record is lost
             self._warn_once(("record", *study_key(study)),
                             f"ScheduleAwarePruner: why trial {trial.number} is pruned could not be stored "
                             f"({type(e).__name__}: {e}); said once per study")
+        try:
+            _logger.info("ScheduleAwarePruner: trial %d pruned at step %s: %s", trial.number, why["step"],
+                         explain_stop(why))
+        except Exception:  # pragma: no cover - the decision stands, only its log line is lost
+            pass
 
     def _why(self, study: optuna.study.Study, trial: FrozenTrial) -> dict | None:
         """Why ``trial`` is to be pruned now (a JSON-ready dict with the key ``"reason"``), or
@@ -204,7 +211,9 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
                             "minimise are pruned by the model")
             return None
         if is_diverging(values, self._divergence_ratio):
-            return {"reason": "diverging", "step": step, "loss": values[-1], "lowest": min(values)}
+            level, lowest = divergence_levels(values)
+            return {"reason": "diverging", "step": step, "level": level, "lowest_level": lowest,
+                    "ratio": self._divergence_ratio}
         if steps[0] == 0 and self._step_unit != 1:  # evaluations counted from 0 (an epoch number)
             self._warn_once(("step zero", *study_key(study)),
                             f"ScheduleAwarePruner: trial {trial.number} reports step 0 with step_unit="

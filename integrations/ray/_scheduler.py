@@ -17,8 +17,8 @@ from scipy import stats
 
 from lrtune.curves import Curve
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, FinalLossModel, check_forecast_args, curve_from_points,
-                                           explain_stop, is_diverging, law_factory, plain_step, reaches_horizon,
-                                           schedule_lr, step_unit_hint)
+                                           divergence_levels, explain_stop, is_diverging, law_factory, plain_step,
+                                           reaches_horizon, schedule_lr, step_unit_hint)
 from lrtune.laws import Law
 from lrtune.schedules import parse_schedule
 
@@ -307,8 +307,12 @@ class ScheduleAwareScheduler(FIFOScheduler):
         (the trial's ``time_attr`` at the stop); for a forecast also ``"forecast"`` (its final
         loss), ``"optimistic"`` (the end of its band that had to beat the best), ``"best"``,
         ``"best_from"`` (the trial id it is, ``"(running)"`` for a running trial's
-        pessimistic forecast), ``"confidence"`` and ``"margin"``.  Each stop is also logged
-        at INFO level.  Kept in :meth:`save`."""
+        pessimistic forecast), ``"confidence"`` and ``"margin"`` (stopped when
+        ``optimistic > best * (1 - margin)``); for a divergence ``"level"`` (the median of
+        the last 5 results), ``"lowest_level"`` and ``"ratio"``; for a NaN or infinite
+        metric ``"at_step"``.  Each stop is also logged at INFO level.  Kept by
+        :meth:`save` / :meth:`restore`; a ``Tuner.restore`` runs the scheduler pickled when
+        the Tuner was built, without the stops made before the interruption."""
         return dict(self._reasons)
 
     # -- the decision -------------------------------------------------------------------
@@ -330,7 +334,9 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         values = [v for _, v in self._points[tid]]
         if is_diverging(values, self._divergence_ratio):
-            return self._stop(tid, {"reason": "diverging", "step": t, "loss": value, "lowest": min(values)})
+            level, lowest = divergence_levels(values)
+            return self._stop(tid, {"reason": "diverging", "step": t, "level": level, "lowest_level": lowest,
+                                    "ratio": self._divergence_ratio})
         if t < self._grace_period:
             return TrialScheduler.CONTINUE
         curve = self._curve(tid)
