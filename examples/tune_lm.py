@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -100,6 +101,8 @@ def summary(mode: str, best_spec: str, best_loss: float, n: int, n_stopped: int,
     word = "pruned" if mode == "optuna" else "stopped"
     print(f"best trial: {best_spec}  final validation loss {best_loss:.4f} nats/byte")
     print(f"trials: {n} ({n_done} completed, {n_stopped} {word})")
+    if extra.get("why"):  # what the pruner / scheduler recorded for the trials it stopped
+        print(f"why {word}: " + ", ".join(f"{k} {reason}" for reason, k in sorted(extra["why"].items())))
     print(f"optimizer steps: {used} of {total} if every trial ran to the end ({used / total:.0%})")
     print(f"wall time: {wall:.1f} s")
     out = dict(mode=mode, best_spec=best_spec, best_loss=best_loss, trials=n, completed=n_done, stopped=n_stopped,
@@ -113,7 +116,7 @@ def summary(mode: str, best_spec: str, best_loss: float, n: int, n_stopped: int,
 def run_optuna(s: dict, out: str, seed: int) -> dict:
     import optuna
 
-    from lrtune.integrations.optuna import ScheduleAwarePruner, ScheduleSampler, suggest_schedule
+    from lrtune.integrations.optuna import PRUNED_ATTR, ScheduleAwarePruner, ScheduleSampler, suggest_schedule
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = make_space(s)
@@ -139,8 +142,10 @@ def run_optuna(s: dict, out: str, seed: int) -> dict:
     pruned = [t for t in trials if t.state == S.PRUNED]
     used = sum(max(t.intermediate_values, default=0) for t in trials)
     best = study.best_trial
+    # the pruner records why it pruned a trial in the trial's user attribute "lrtune_pruned"
+    why = Counter(t.user_attrs.get(PRUNED_ATTR, {}).get("reason", "other") for t in pruned)
     return summary("optuna", best.user_attrs["lr_schedule"], best.value, len(trials), len(pruned), len(complete), used,
-                   len(trials) * s["steps"], time.time() - t0, dict(storage=db, best_params=best.params))
+                   len(trials) * s["steps"], time.time() - t0, dict(storage=db, best_params=best.params, why=dict(why)))
 
 
 # -- Ray Tune ----------------------------------------------------------------------------
@@ -165,6 +170,7 @@ def run_ray(s: dict, out: str, seed: int) -> dict:
         for step, loss in train(config["lr_schedule"], steps, every, model_size, n_val, seed):
             tune.report({"loss": loss, "step": step})  # training_iteration k = step every * k
 
+    scheduler = ScheduleAwareScheduler(step_unit=every)
     t0 = time.time()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([ROOT, BENCH, os.environ.get("PYTHONPATH", "")])}})
@@ -172,8 +178,7 @@ def run_ray(s: dict, out: str, seed: int) -> dict:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
             param_space={"lr_schedule": tune.grid_search(specs)},
-            tune_config=tune.TuneConfig(metric="loss", mode="min",
-                                        scheduler=ScheduleAwareScheduler(step_unit=every)),
+            tune_config=tune.TuneConfig(metric="loss", mode="min", scheduler=scheduler),
             run_config=tune.RunConfig(name="tune_lm", storage_path=os.path.abspath(os.path.join(out, "ray")),
                                       verbose=0))
         results = tuner.fit()
@@ -189,8 +194,9 @@ def run_ray(s: dict, out: str, seed: int) -> dict:
         ray.shutdown()
     complete = [r for r in rows if r[1] >= steps]
     best = min(complete or rows, key=lambda r: r[2])
+    why = Counter(w["reason"] for w in scheduler.stop_reasons.values())  # why the scheduler stopped each trial
     return summary("ray", best[0], best[2], len(rows), len(rows) - len(complete), len(complete),
-                   sum(r[1] for r in rows), len(rows) * steps, time.time() - t0, {})
+                   sum(r[1] for r in rows), len(rows) * steps, time.time() - t0, dict(why=dict(why)))
 
 
 def _lr_range(text: str) -> tuple[float, float]:

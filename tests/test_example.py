@@ -43,6 +43,8 @@ def test_optuna_tiny(tmp_path):
     assert complete and max(complete[0].intermediate_values) == 60
     assert result["best_loss"] == pytest.approx(study.best_value)
     assert result["stopped"] == sum(t.state == S.PRUNED for t in finished)
+    # every pruned trial says why (the pruner's "lrtune_pruned" user attribute)
+    assert sum(result["why"].values()) == result["stopped"] and "other" not in result["why"]
     assert result["steps_used"] <= result["steps_all"] == 6 * 60
 
 
@@ -53,6 +55,7 @@ def test_ray_tiny(tmp_path):
     assert math.isfinite(result["best_loss"]) and result["best_loss"] < UNTRAINED - 1.0
     assert result["best_spec"].split(":")[0] in ("wsd", "cosine")
     assert result["steps_used"] <= result["steps_all"] == 6 * 60
+    assert sum(result["why"].values()) == result["stopped"]  # the scheduler's stop_reasons, one per stopped trial
 
 
 @pytest.mark.parametrize("argv, message", [(["--trials", "0"], "--trials and --eval-every must be >= 1"),
