@@ -249,6 +249,30 @@ def divergence_levels(values: Sequence[float]) -> tuple[float, float]:
     return float(level[-1]), float(level.min())
 
 
+def divergence_stop(values: Sequence[float], ratio: float, step: float) -> dict | None:
+    """The record of a stop at ``step`` for a loss that is diverging by :func:`is_diverging`
+    (its finite ``values`` in order), or ``None`` when it is not: the levels the rule
+    compared and the ratio (the pruner's ``"lrtune_pruned"``, the scheduler's ``stop_reasons``)."""
+    if not is_diverging(values, ratio):
+        return None
+    level, lowest = divergence_levels(values)
+    return {"reason": "diverging", "step": step, "level": level, "lowest_level": lowest, "ratio": ratio}
+
+
+def forecast_stop(forecast: "Forecast | None", z: float, best: float, best_from: str, *, confidence: float,
+                  margin: float, step: float) -> dict | None:
+    """The rule of the pruner and the scheduler: stop when the optimistic end of the
+    ``forecast`` (quantile ``z``) is above ``best * (1 - margin)``.  The record of the stop
+    at ``step`` (``best_from``: which trial ``best`` is), or ``None`` to go on."""
+    if forecast is None:
+        return None
+    optimistic = forecast.lower(z)
+    if not optimistic > best * (1.0 - margin):
+        return None
+    return {"reason": "forecast", "step": step, "forecast": forecast.final, "optimistic": optimistic, "best": best,
+            "best_from": best_from, "confidence": confidence, "margin": margin}
+
+
 def plain_step(step: float) -> str:
     """A reported step as written: ``15000`` for 15000.0, ``2.5`` for 2.5."""
     return str(int(step)) if float(step).is_integer() else repr(float(step))

@@ -15,8 +15,8 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, CacheFreePickle, FinalLossModel, Forecast,
-                                           check_forecast_args, curve_from_points, divergence_levels, explain_stop,
-                                           is_diverging, law_factory, reaches_horizon, schedule_lr)
+                                           check_forecast_args, curve_from_points, divergence_stop, explain_stop,
+                                           forecast_stop, is_diverging, law_factory, reaches_horizon, schedule_lr)
 from lrtune.integrations.optuna._common import WarnOnce, study_key, trial_key
 from lrtune.integrations.optuna._schedule import trial_schedule
 from lrtune.curves import Curve
@@ -210,10 +210,9 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
                             "ScheduleAwarePruner forecasts losses: only single-objective studies that "
                             "minimise are pruned by the model")
             return None
-        if is_diverging(values, self._divergence_ratio):
-            level, lowest = divergence_levels(values)
-            return {"reason": "diverging", "step": step, "level": level, "lowest_level": lowest,
-                    "ratio": self._divergence_ratio}
+        diverging = divergence_stop(values, self._divergence_ratio, step)
+        if diverging is not None:
+            return diverging
         if steps[0] == 0 and self._step_unit != 1:  # evaluations counted from 0 (an epoch number)
             self._warn_once(("step zero", *study_key(study)),
                             f"ScheduleAwarePruner: trial {trial.number} reports step 0 with step_unit="
@@ -250,11 +249,8 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         if model is None:
             return None
         best, best_from = self._best(study, model, finished, exclude=trial.number)
-        forecast = model.forecast(curve.lr, curve.steps, curve.loss)
-        if forecast is None or not forecast.lower(self._z) > best * (1.0 - self._margin):
-            return None
-        return {"reason": "forecast", "step": step, "forecast": forecast.final, "optimistic": forecast.lower(self._z),
-                "best": best, "best_from": best_from, "confidence": self._confidence, "margin": self._margin}
+        return forecast_stop(model.forecast(curve.lr, curve.steps, curve.loss), self._z, best, best_from,
+                             confidence=self._confidence, margin=self._margin, step=step)
 
     def _is_check_step(self, step: int, trial: FrozenTrial) -> bool:
         if self._interval_steps == 1:
@@ -327,10 +323,11 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
     def _best(self, study: optuna.study.Study, model: FinalLossModel, finished: list[tuple[FrozenTrial, Curve]],
               exclude: int) -> tuple[float, str]:
         """The best feasible completed trial's final level, or a running trial's pessimistic
-        forecast if lower, and which trial it is (``"trial 3"``, ``"trial 5 (running)"``).  In a constrained study (Optuna's ``trial.set_constraint`` or a
-        sampler's ``constraints_func``) a trial is feasible when all its constraint values
-        are <= 0, as for ``study.best_trial``; a running trial counts there only once its
-        constraints are set and met (they are usually set when it ends).  Infeasible trials
+        forecast if lower, and which trial it is (``"trial 3"``, ``"trial 5 (running)"``).
+        In a constrained study (Optuna's ``trial.set_constraint`` or a sampler's
+        ``constraints_func``) a trial is feasible when all its constraint values are <= 0, as
+        for ``study.best_trial``; a running trial counts there only once its constraints are
+        set and met (they are usually set when it ends).  Infeasible trials
         are still fitted: their curves are as good as any.  Without a feasible trial the
         best is unknown and nothing is pruned by the model."""
         constrained = any(t.constraints for t, _ in finished)
@@ -365,4 +362,3 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
 def _feasible(t: FrozenTrial) -> bool:
     """Whether ``t`` meets its constraints (all <= 0), as ``study.best_trial`` counts them."""
     return all(v <= 0.0 for v in t.constraints.values())
-

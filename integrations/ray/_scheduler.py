@@ -17,8 +17,8 @@ from scipy import stats
 
 from lrtune.curves import Curve
 from lrtune.integrations._forecast import (DIVERGENCE_RATIO, FinalLossModel, check_forecast_args, curve_from_points,
-                                           divergence_levels, explain_stop, is_diverging, law_factory, plain_step,
-                                           reaches_horizon, schedule_lr, step_unit_hint)
+                                           divergence_stop, explain_stop, forecast_stop, is_diverging, law_factory,
+                                           plain_step, reaches_horizon, schedule_lr, step_unit_hint)
 from lrtune.laws import Law
 from lrtune.schedules import parse_schedule
 
@@ -59,10 +59,10 @@ class ScheduleAwareScheduler(FIFOScheduler):
 
     A trial's results are kept by step: a trial Tune recovers after a failure (from
     scratch or from a checkpoint) reports an earlier step again, and its results from that
-    step on are dropped, to be replaced as it reports again. A trial counts as completed, its curve fitted, only when its last
-    reported step reaches its schedule's horizon or comes within two report intervals (the
-    largest gap between its reported steps; the second for a missing report when steps are
-    counted in reports): the last loss of a trial ended earlier by something else (a
+    step on are dropped, to be replaced as it reports again. A trial counts as completed,
+    its curve fitted, only when its last reported step reaches its schedule's horizon or
+    comes within two report intervals (the largest gap between its reported steps; the
+    second for a missing report when steps are counted in reports): the last loss of a trial ended earlier by something else (a
     stopper, a time budget, a trainable returning early) is not a final loss, and a warning
     says so. Results past the horizon (a wrong ``step_unit``?) are ignored, with one
     warning; once a trial reports more than two report intervals past its horizon, no trial
@@ -332,11 +332,9 @@ class ScheduleAwareScheduler(FIFOScheduler):
         if self._mode != "min":  # a rising metric (an accuracy) is no divergence
             self._warn_once("mode", "ScheduleAwareScheduler forecasts losses: only mode='min' is stopped by the model")
             return TrialScheduler.CONTINUE
-        values = [v for _, v in self._points[tid]]
-        if is_diverging(values, self._divergence_ratio):
-            level, lowest = divergence_levels(values)
-            return self._stop(tid, {"reason": "diverging", "step": t, "level": level, "lowest_level": lowest,
-                                    "ratio": self._divergence_ratio})
+        diverging = divergence_stop([v for _, v in self._points[tid]], self._divergence_ratio, t)
+        if diverging is not None:
+            return self._stop(tid, diverging)
         if t < self._grace_period:
             return TrialScheduler.CONTINUE
         curve = self._curve(tid)
@@ -359,12 +357,9 @@ class ScheduleAwareScheduler(FIFOScheduler):
             f = model.forecast(c.lr, c.steps, c.loss)
             if f is not None and f.upper(self._z) < best:
                 best, best_from = f.upper(self._z), f"{other} (running)"
-        forecast = model.forecast(curve.lr, curve.steps, curve.loss)
-        if forecast is not None and forecast.lower(self._z) > best * (1.0 - self._margin):
-            return self._stop(tid, {"reason": "forecast", "step": t, "forecast": forecast.final,
-                                    "optimistic": forecast.lower(self._z), "best": best, "best_from": best_from,
-                                    "confidence": self._confidence, "margin": self._margin})
-        return TrialScheduler.CONTINUE
+        why = forecast_stop(model.forecast(curve.lr, curve.steps, curve.loss), self._z, best, best_from,
+                            confidence=self._confidence, margin=self._margin, step=t)
+        return TrialScheduler.CONTINUE if why is None else self._stop(tid, why)
 
     def _stop(self, tid: str, why: dict) -> str:
         self._stopped.add(tid)
