@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every benchmark, one after another, and print each one's wall time.
-#   bash benchmarks/run_all.sh                 # all of them (about 55 minutes on 2 cores)
+#   bash benchmarks/run_all.sh                 # all of them (about 59 minutes on 2 cores)
 #   bash benchmarks/run_all.sh speed suggest   # only these
 set -u
 cd "$(dirname "$0")/.."

@@ -210,6 +210,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._points[tid], started = self._read_results(trial)
             if self._points[tid]:
                 self._place_restored(tid, started)
+                self._check_horizon(tid, warn=False)
             if self._points[tid] and trial.status == Trial.ERROR:
                 self._stopped.add(tid)
             elif self._points[tid] and trial.status == Trial.TERMINATED:
@@ -322,6 +323,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
             self._specs[tid] = self._read_spec(trial)
         self._order.setdefault(tid, len(self._order))
         self._add_point(tid, t, value)
+        self._check_horizon(tid)
         if t == 0 and self._step_unit != 1:  # evaluations counted from 0
             self._warn_once("step zero", f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}=0 with "
                                          f"step_unit={self._step_unit:g}: {self._time_attr} k is read as k x "
@@ -400,6 +402,7 @@ class ScheduleAwareScheduler(FIFOScheduler):
                                 tid, type(e).__name__, e)
             else:
                 self._add_point(tid, t, value)
+                self._check_horizon(tid, warn=False)
         pts = self._points.get(tid)
         if tid in self._stopped or not pts or not math.isfinite(pts[-1][1]):
             return
@@ -467,6 +470,26 @@ class ScheduleAwareScheduler(FIFOScheduler):
                         f"lrtune.schedules.Schedule (lrtune.schedules.lr_from_torch gives only the array)")
             return f"!{_short(repr(node))}: {_short(str(e))}"
 
+    def _check_horizon(self, tid: str, warn: bool = True) -> None:
+        """After a trial's points changed: a trial that reported past its schedule's horizon
+        is warned of (once per experiment), and one far past it (by more than a late report)
+        turns the model off: its steps are not what ``step_unit`` says, nor, probably, any
+        other trial's."""
+        spec, pts = self._specs.get(tid), self._points.get(tid)
+        if spec is None or spec.startswith("!") or not pts:
+            return
+        horizon = schedule_lr(spec).size
+        last = float(np.rint(pts[-1][0] * self._step_unit))
+        gap = float(np.diff([p[0] for p in pts]).max()) * self._step_unit if len(pts) > 1 else 0.0
+        if last > horizon + 2.0 * gap:
+            self._unit_wrong = True
+        if warn and last > horizon:
+            self._warn_once("beyond",
+                            f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}={pts[-1][0]:g}, step "
+                            f"{last:.0f} with step_unit={self._step_unit:g}, beyond its schedule's horizon of "
+                            f"{horizon} steps: results past the horizon are ignored, and from a trial "
+                            f"far past its horizon on no trial is stopped by the model (is step_unit right?)")
+
     def _curve(self, tid: str, warn: bool = True) -> Optional[Curve]:
         spec = self._specs.get(tid)
         if spec is None or spec.startswith("!"):
@@ -479,16 +502,6 @@ class ScheduleAwareScheduler(FIFOScheduler):
             return None
         lr = schedule_lr(spec)
         pts = self._points[tid]
-        last = float(np.rint(pts[-1][0] * self._step_unit))
-        gap = float(np.diff([p[0] for p in pts]).max()) * self._step_unit if len(pts) > 1 else 0.0
-        if last > lr.size + 2.0 * gap:  # beyond the horizon by more than a late report: the unit is wrong
-            self._unit_wrong = True
-        if warn and last > lr.size:
-            self._warn_once("beyond",
-                            f"ScheduleAwareScheduler: trial {tid} reported {self._time_attr}={pts[-1][0]:g}, step "
-                            f"{last:.0f} with step_unit={self._step_unit:g}, beyond its schedule's horizon of "
-                            f"{lr.size} steps: results past the horizon are ignored, and from a trial "
-                            f"far past its horizon on no trial is stopped by the model (is step_unit right?)")
         # named by arrival: the forecast's folds follow the names, and Ray's searchers give
         # trials random ids, so the same experiment would otherwise decide differently
         name = f"{self._order.get(tid, len(self._order)):09d} {tid}"
