@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing as mp
+import pickle
 
 import numpy as np
 import optuna
@@ -103,6 +104,20 @@ def _first_pruned_step(study: optuna.Study, curve, spec: str | None, metric=lamb
             return s
     study.tell(trial, metric(float(curve.loss[keep][-1])))
     return None
+
+
+def test_a_pruner_pickled_before_max_progress_and_confidence_existed_prunes_as_a_new_one():
+    others = [_index("cosine", "0.0", "0.001"), _index("wsd", "0.9", "0.0005"), _index("wsd", "0.9", "0.001"),
+              _index("wsd", "0.4", "0.0005"), _index("wsd", "0.6", "0.0005"), _index("wsd", "0.6", "0.002")]
+    bad = _index("wsd", "0.1", "0.0005")
+    new = _first_pruned_step(_completed_study(others, ScheduleAwarePruner()), CURVES[bad], spec_of(CURVES[bad].meta))
+    old = ScheduleAwarePruner.__new__(ScheduleAwarePruner)
+    old.__setstate__({k: v for k, v in ScheduleAwarePruner().__getstate__().items()
+                      if k not in ("_max_progress", "_confidence")})
+    assert old._max_progress == 1.0 and old._confidence == pytest.approx(0.9)
+    study = _completed_study(others, pickle.loads(pickle.dumps(old)))
+    assert new is not None and _first_pruned_step(study, CURVES[bad], spec_of(CURVES[bad].meta)) == new
+    assert study.trials[-1].user_attrs[PRUNED_ATTR]["confidence"] == pytest.approx(0.9)
 
 
 def _index(schedule: str, cooldown: str, lr: str) -> int:

@@ -42,3 +42,24 @@ def test_first_check_is_the_third_report_after_burn_in(curves):
     after = c.steps[c.steps >= 0.1 * c.horizon]
     assert step == after[2]
     assert 0.1 < step / c.horizon < 0.2
+
+
+def test_the_trade_off_paragraph_names_the_setting_that_keeps_the_best_most_and_the_best_under_40_percent():
+    def runs(fractions, kept):
+        return {f"{h}|{o}": {"fraction": f, "kept_best": k, "regret": 0.0 if k else 0.002}
+                for (h, o), f, k in zip([(15000, 0), (15000, 1), (25000, 0), (25000, 1)], fractions, kept)}
+
+    settings = {"lrtune ScheduleAwarePruner()": runs([0.6, 0.5, 0.6, 0.5], [1, 1, 1, 0]),
+                "lrtune ScheduleAwarePruner(confidence=0.7)": runs([0.4, 0.3, 0.4, 0.3], [1, 0, 1, 0]),
+                "lrtune ScheduleAwarePruner(confidence=0.6)": runs([0.3, 0.3, 0.3, 0.3], [1, 0, 0, 0]),
+                "lrtune ScheduleAwarePruner(min_progress=0.05)": runs([0.1, 0.1], [1, 1])}  # not on every study
+    store = {f"{m}|{k}": r for m, rs in settings.items() for k, r in rs.items()}
+    text = R.trade_off(store, list(settings), [15000, 25000], noise=0.00124)[0]
+    assert "`ScheduleAwarePruner()` (3/4), uses 0.550 of the steps" in text
+    assert "keep the best in at most 2/4 studies (`ScheduleAwarePruner(confidence=0.7)`: 0.350" in text
+    assert "min_progress" not in text
+    slow = {k: r for k, r in store.items() if "0.6)" not in k and "0.7)" not in k}
+    slow.update({f"lrtune ScheduleAwarePruner(confidence=0.8)|{k}": r
+                 for k, r in runs([0.5, 0.5, 0.5, 0.5], [1, 1, 0, 0]).items()})
+    methods = ["lrtune ScheduleAwarePruner()", "lrtune ScheduleAwarePruner(confidence=0.8)"]
+    assert "none of them uses at most 0.40 of the steps" in R.trade_off(slow, methods, [15000, 25000], 0.00124)[0]

@@ -156,6 +156,12 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
 
     _TRANSIENT = ("_models", "_curves")
 
+    def __setstate__(self, state: dict) -> None:
+        # a pruner pickled by an lrtune without these fields decides as it did then
+        state = {"_max_progress": 1.0, **state}
+        state.setdefault("_confidence", float(stats.norm.cdf(state["_z"])))
+        super().__setstate__(state)
+
     def _reset(self) -> None:  # the caches, rebuilt after unpickling
         self._models: OrderedDict[frozenset, FinalLossModel | None] = OrderedDict()  # None: the fit failed
         self._curves: dict[tuple, Curve | None] = {}
@@ -242,7 +248,7 @@ class ScheduleAwarePruner(WarnOnce, CacheFreePickle, BasePruner):
         curve = curve_from_points(steps, values, lr, f"trial {trial.number}", self._step_unit)
         if curve is None or curve.steps[-1] < self._min_progress * lr.size:
             return None
-        if curve.steps[-1] > getattr(self, "_max_progress", 1.0) * lr.size:  # (a pruner pickled before it existed)
+        if curve.steps[-1] > self._max_progress * lr.size:
             return None
         finished = self._finished_curves(study)
         model = self._model(study, finished)
