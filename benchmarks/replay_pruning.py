@@ -237,7 +237,7 @@ def trade_off(store: dict, methods: list[str], horizons: list[int], noise: float
     else:
         out[0] += "none of them uses at most 0.40 of the steps. "
     out[0] += ("`confidence=0.51` with a negligible `min_error` prunes on the forecast alone, without its error "
-               "bar; where it loses the best run, the forecast itself ranked that run behind one that ends worse.")
+               "bar; where it loses the best run, its point forecast put that run behind another run.")
     return out + [""]
 
 

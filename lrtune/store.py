@@ -20,7 +20,8 @@ Tables (all prefixed ``lrtune_`` so a shared PostgreSQL database stays tidy):
   ``Law.to_dict()``), ``fitted_on`` (JSON list of run names), ``created``.
 
 Every change is one transaction: a batch of runs is stored whole or not at all, and a
-replaced run is swapped atomically.  SQLite files run in WAL mode with a busy timeout,
+replaced run is swapped atomically.  SQLite files run in WAL mode (switched at the first
+open that finds no other process reading, retried like a write) with a busy timeout,
 write transactions start with ``BEGIN IMMEDIATE`` and are retried on "database is
 locked", so several processes can import into one file at once.  An SQLite file whose
 folder cannot be written is opened read-only (:attr:`Store.read_only`): it can be listed,
@@ -42,6 +43,7 @@ import datetime as dt
 import json
 import os
 import random
+import sqlite3
 import time
 import urllib.parse
 from typing import Any, Iterable, Iterator, Sequence
@@ -370,10 +372,27 @@ class Store:
         conn.execute(_schema.insert().values(version=SCHEMA_VERSION))
 
     def _use_wal(self) -> None:
-        with self._engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                raw.execute("PRAGMA journal_mode = WAL")
+        """Switch the file to WAL mode (once: the mode is kept in the file).  The switch needs
+        the file to itself, and SQLite may refuse it at once, without waiting, while other
+        processes open the same new store: retried, as a write is, within ``timeout``; after
+        that the store works in the default mode until a later open switches it."""
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._engine.connect() as conn:  # the driver's own connection: no transaction begun
+                    raw = conn.connection.driver_connection
+                    if raw.execute("PRAGMA journal_mode").fetchall()[0][0].lower() != "wal":
+                        raw.execute("PRAGMA journal_mode = WAL").fetchall()
+                return
+            except sqlite3.OperationalError as e:
+                text = str(e).lower()
+                if "locked" not in text and "busy" not in text:
+                    raise ValueError(f"{self}: {e}") from None
+                if time.monotonic() > deadline:
+                    return
+            time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
 
     # -- runs ---------------------------------------------------------------------------
     def add_curves(self, curves: Curve | Sequence[Curve], schedule: Any = None, meta: dict | None = None,

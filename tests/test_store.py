@@ -278,6 +278,31 @@ store.close()
 """
 
 
+def test_an_sqlite_store_opened_while_another_process_reads_it_waits_then_works_without_wal(tmp_path, mpl):
+    # the switch to WAL needs the file to itself: while another connection holds a read
+    # transaction it cannot happen, and the store opens anyway, after its timeout, in the
+    # file's own mode; the next open, once the reader is gone, switches the file
+    import sqlite3
+
+    path = tmp_path / "runs.db"
+    Store(f"sqlite:///{path}").close()
+    reader = sqlite3.connect(path, isolation_level=None)
+    assert reader.execute("PRAGMA journal_mode = DELETE").fetchall() == [("delete",)]
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sqlite_master").fetchall()  # its read lock, held
+    t0 = time.monotonic()
+    with Store(f"sqlite:///{path}", timeout=0.5) as store:
+        assert time.monotonic() - t0 >= 0.5
+        assert store.list_runs() == []
+    assert reader.execute("PRAGMA journal_mode").fetchall() == [("delete",)]
+    reader.execute("COMMIT")
+    reader.close()
+    with Store(f"sqlite:///{path}") as store:
+        store.add_curves(mpl[:1])
+        assert [r.name for r in store.list_runs()] == [mpl[0].name]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+
+
 def test_four_processes_importing_at_once_lose_nothing(url, mpl, tmp_path):
     sync = tmp_path / "sync"
     sync.mkdir()
