@@ -184,9 +184,17 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
-def _is_locked(error: exc.DBAPIError) -> bool:
-    text = str(error.orig).lower()
+def _is_locked(error: exc.DBAPIError | sqlite3.Error) -> bool:
+    """Whether a database error (SQLAlchemy's, or the sqlite3 driver's own) says another
+    process holds the lock."""
+    text = str(getattr(error, "orig", error)).lower()
     return "database is locked" in text or "database is busy" in text or "deadlock detected" in text
+
+
+def _pause(attempt: int) -> None:
+    """Wait before retry ``attempt`` of a locked database: growing, capped at 0.5 s, jittered
+    so that processes waiting on one lock do not retry in step."""
+    time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
 
 
 class Store:
@@ -323,7 +331,7 @@ class Store:
             except exc.DatabaseError as e:  # "database disk image is malformed", ...
                 raise ValueError(f"{self}: cannot write the database: {e.orig} (a damaged store? "
                                  f"export what can still be read with 'lrtune runs export')") from None
-            time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
+            _pause(attempt)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -387,12 +395,11 @@ class Store:
                         raw.execute("PRAGMA journal_mode = WAL").fetchall()
                 return
             except sqlite3.OperationalError as e:
-                text = str(e).lower()
-                if "locked" not in text and "busy" not in text:
+                if not _is_locked(e):
                     raise ValueError(f"{self}: {e}") from None
                 if time.monotonic() > deadline:
                     return
-            time.sleep(min(0.02 * 2**attempt, 0.5) * (0.5 + random.random()))
+            _pause(attempt)
 
     # -- runs ---------------------------------------------------------------------------
     def add_curves(self, curves: Curve | Sequence[Curve], schedule: Any = None, meta: dict | None = None,
